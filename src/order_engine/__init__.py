@@ -1,0 +1,3 @@
+"""Order execution engine for Solana swaps."""
+
+__version__ = "0.1.0"

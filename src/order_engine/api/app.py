@@ -1,0 +1,52 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+
+from order_engine import __version__
+from order_engine.api import routes, ws
+from order_engine.api.auth import Authenticator
+from order_engine.api.problems import install_problem_handlers
+from order_engine.config import Settings, get_settings
+from order_engine.events import EventHub
+from order_engine.services import open_services
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await open_services(settings)
+        if settings.bootstrap_api_key:
+            await services.api_keys.create("bootstrap", settings.bootstrap_api_key)
+        hub = EventHub(services.redis, settings.redis_prefix)
+        await hub.start()
+        app.state.services = services
+        app.state.authenticator = Authenticator(services.api_keys)
+        app.state.hub = hub
+        log.info("api ready", port=settings.port)
+        try:
+            yield
+        finally:
+            await hub.stop()
+            await services.close()
+
+    app = FastAPI(
+        title="Order execution engine",
+        version=__version__,
+        description="Market orders for Solana swaps: routed across Raydium and Meteora, "
+        "executed exactly once, streamed live over WebSocket.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.include_router(routes.router)
+    app.include_router(ws.router)
+    return app

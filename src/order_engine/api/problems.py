@@ -1,0 +1,117 @@
+"""RFC 9457 problem details for every error the API returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_TYPE_BASE = "https://order-engine.dev/problems/"
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+class ProblemError(Exception):
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        type_: str | None = None,
+        errors: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.type = type_ or title.lower().replace(" ", "-")
+        self.errors = errors
+        self.headers = headers
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    type_: str,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+    instance: str | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + type_,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    if errors is not None:
+        body["errors"] = errors
+    return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM_CONTENT_TYPE,
+                    headers=headers)
+
+
+def validation_problem(errors: list[dict[str, str]]) -> ProblemError:
+    fields = ", ".join(sorted({e["field"] for e in errors}))
+    return ProblemError(422, "Validation failed", f"invalid request: {fields}",
+                        type_="validation-error", errors=errors)
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) if parts else "body"
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "field required"
+    if kind == "json_invalid":
+        return "body is not valid JSON"
+    return str(error.get("msg", "invalid value"))
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: ProblemError) -> Response:
+        return problem_response(exc.status, exc.title, exc.detail, type_=exc.type,
+                                errors=exc.errors, headers=exc.headers,
+                                instance=request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        errors = [
+            {"field": _field_name(tuple(e.get("loc", ()))), "message": _message(e)}
+            for e in exc.errors()
+        ]
+        problem = validation_problem(errors)
+        return problem_response(problem.status, problem.title, problem.detail,
+                                type_=problem.type, errors=errors, instance=request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized"}
+        title = titles.get(exc.status_code, "HTTP error")
+        return problem_response(exc.status_code, title, str(exc.detail),
+                                type_=title.lower().replace(" ", "-"),
+                                headers=getattr(exc, "headers", None),
+                                instance=request.url.path)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", path=request.url.path)
+        return problem_response(500, "Internal error", "the server failed to handle this "
+                                "request; it has been logged", type_="internal-error",
+                                instance=request.url.path)

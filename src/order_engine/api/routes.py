@@ -1,0 +1,212 @@
+"""HTTP routes: orders, tokens, quotes, health."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Depends, Query, Request
+from order_engine.api.responses import JSONResponse
+from sqlalchemy import text
+
+from order_engine.api.auth import require_api_key
+from order_engine.api.problems import ProblemError, validation_problem
+from order_engine.api.schemas import (
+    DEFAULT_SLIPPAGE_BPS,
+    MAX_SLIPPAGE_BPS,
+    OrderValidationError,
+    SubmitOrderRequest,
+    order_to_json,
+    validate_order,
+    validate_trade,
+)
+from order_engine.domain.amounts import format_amount
+from order_engine.domain.errors import ExecutionError
+from order_engine.domain.orders import OrderStatus, min_amount_out
+from order_engine.domain.routing import best_quote, quote_to_json, route_to_json
+from order_engine.domain.tokens import TOKENS
+from order_engine.market.venues import quote_all
+from order_engine.services import Services
+from order_engine.store.repository import InvalidCursorError, NewOrder, OrderNotFoundError
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter()
+ApiKeyId = Annotated[uuid.UUID, Depends(require_api_key)]
+
+
+def services_of(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def _not_found(order_id: str) -> ProblemError:
+    return ProblemError(404, "Not found", f"order {order_id} not found", type_="not-found")
+
+
+def _parse_order_id(order_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(order_id)
+    except ValueError:
+        raise _not_found(order_id) from None
+
+
+@router.post("/api/orders", status_code=201, tags=["orders"])
+@router.post("/api/orders/execute", status_code=201, tags=["orders"],
+             summary="Submit order (alias)")
+async def submit_order(
+    body: SubmitOrderRequest, request: Request, api_key_id: ApiKeyId
+) -> JSONResponse:
+    services = services_of(request)
+    try:
+        valid = validate_order(body, services.settings.max_order_amount)
+    except OrderValidationError as exc:
+        raise validation_problem(exc.errors) from None
+    order, event = await services.orders.create(
+        NewOrder(
+            api_key_id=api_key_id,
+            type=valid.type,
+            input_mint=valid.input_token.mint,
+            output_mint=valid.output_token.mint,
+            amount_in=valid.amount_in,
+            slippage_bps=valid.slippage_bps,
+        )
+    )
+    # The order is committed; from here it is never lost. If Redis is down the enqueue
+    # fails, and the worker's sweep finds the pending order and enqueues it.
+    order_id = str(order.id)
+    try:
+        await asyncio.wait_for(services.enqueue_order(order_id), 5)
+    except Exception as exc:
+        log.warning("enqueue failed; the sweep will pick the order up", order_id=order_id,
+                    error=str(exc))
+    await services.publisher.publish(event)
+    return JSONResponse(
+        {"orderId": order_id, "status": "pending", "message": "Order queued successfully"},
+        status_code=201,
+        headers={"Location": f"/api/orders/{order_id}"},
+    )
+
+
+@router.get("/api/orders/{order_id}", tags=["orders"])
+async def get_order(order_id: str, request: Request, api_key_id: ApiKeyId) -> JSONResponse:
+    oid = _parse_order_id(order_id)
+    try:
+        order = await services_of(request).orders.get(oid, api_key_id)
+    except OrderNotFoundError:
+        raise _not_found(order_id) from None
+    return JSONResponse(order_to_json(order))
+
+
+@router.get("/api/orders/{order_id}/events", tags=["orders"])
+async def get_order_events(
+    order_id: str, request: Request, api_key_id: ApiKeyId
+) -> JSONResponse:
+    oid = _parse_order_id(order_id)
+    services = services_of(request)
+    try:
+        await services.orders.get(oid, api_key_id)
+    except OrderNotFoundError:
+        raise _not_found(order_id) from None
+    events = await services.orders.events(oid)
+    return JSONResponse({"events": [e.to_message() for e in events]})
+
+
+@router.get("/api/orders", tags=["orders"])
+async def list_orders(
+    request: Request,
+    api_key_id: ApiKeyId,
+    status: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> JSONResponse:
+    wanted: OrderStatus | None = None
+    if status:
+        try:
+            wanted = OrderStatus(status)
+        except ValueError:
+            raise validation_problem([{
+                "field": "status",
+                "message": f"unknown status; one of: {', '.join(s.value for s in OrderStatus)}",
+            }]) from None
+    try:
+        orders, next_cursor = await services_of(request).orders.list(
+            api_key_id, wanted, limit, cursor
+        )
+    except InvalidCursorError as exc:
+        raise validation_problem([{"field": "cursor", "message": str(exc)}]) from None
+    return JSONResponse(
+        {"orders": [order_to_json(o) for o in orders], "nextCursor": next_cursor}
+    )
+
+
+@router.get("/api/tokens", tags=["market"])
+async def list_tokens(api_key_id: ApiKeyId) -> JSONResponse:
+    return JSONResponse({"tokens": [t.to_json() for t in TOKENS]})
+
+
+@router.get("/api/quote", tags=["market"])
+async def get_quote(
+    request: Request,
+    api_key_id: ApiKeyId,
+    inputToken: Annotated[str, Query(max_length=64)],
+    outputToken: Annotated[str, Query(max_length=64)],
+    amount: Annotated[str, Query(max_length=64)],
+    slippageBps: Annotated[
+        int, Query(ge=1, le=MAX_SLIPPAGE_BPS)
+    ] = DEFAULT_SLIPPAGE_BPS,
+) -> JSONResponse:
+    services = services_of(request)
+    try:
+        token_in, token_out, _, units = validate_trade(
+            inputToken, outputToken, amount, services.settings.max_order_amount
+        )
+    except OrderValidationError as exc:
+        raise validation_problem(exc.errors) from None
+    try:
+        quotes = await quote_all(services.venues, token_in.mint, token_out.mint, units,
+                                 services.settings.quote_timeout_s)
+    except ExecutionError as exc:
+        status = 503 if exc.transient else 422
+        raise ProblemError(status, "No quote", exc.message, type_=exc.code) from None
+    best = best_quote(quotes)
+    body: dict[str, Any] = {
+        "inputToken": token_in.symbol,
+        "outputToken": token_out.symbol,
+        "amount": format_amount(units, token_in),
+        "slippageBps": slippageBps,
+        "quotes": [quote_to_json(q) for q in quotes],
+        "route": route_to_json(best),
+        "expectedAmountOut": format_amount(best.amount_out, token_out),
+        "minAmountOut": format_amount(min_amount_out(best.amount_out, slippageBps), token_out),
+    }
+    return JSONResponse(body)
+
+
+@router.get("/healthz", tags=["health"])
+async def healthz() -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/readyz", tags=["health"])
+async def readyz(request: Request) -> JSONResponse:
+    services = services_of(request)
+
+    async def postgres() -> None:
+        async with services.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def redis() -> None:
+        await services.redis.ping()
+
+    checks: dict[str, str] = {}
+    for name, check in (("postgres", postgres), ("redis", redis)):
+        try:
+            await asyncio.wait_for(check(), 2)
+            checks[name] = "ok"
+        except Exception as exc:
+            checks[name] = f"error: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
+                          status_code=200 if ready else 503)

@@ -1,0 +1,130 @@
+"""Request bodies and the JSON shapes the API returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from order_engine.domain.amounts import AmountError, format_amount, parse_amount, to_base_units
+from order_engine.domain.orders import OrderType
+from order_engine.domain.tokens import (
+    Token,
+    UnknownTokenError,
+    resolve_token,
+    supported_symbols,
+    token_by_mint,
+)
+from order_engine.store.models import Order
+
+DEFAULT_SLIPPAGE_BPS = 50
+MAX_SLIPPAGE_BPS = 5000
+
+
+class SubmitOrderRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["market"] = "market"
+    inputToken: StrictStr = Field(max_length=64)
+    outputToken: StrictStr = Field(max_length=64)
+    amount: StrictStr | StrictInt | float = Field(
+        description="Amount of inputToken in token units, as a decimal string (or number)"
+    )
+    slippageBps: StrictInt = Field(
+        default=DEFAULT_SLIPPAGE_BPS, ge=1, le=MAX_SLIPPAGE_BPS
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ValidOrder:
+    type: OrderType
+    input_token: Token
+    output_token: Token
+    amount: Decimal
+    amount_in: int
+    slippage_bps: int
+
+
+class OrderValidationError(ValueError):
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+        self.errors = errors
+
+
+def validate_trade(
+    input_token: str, output_token: str, amount: object, max_amount: Decimal
+) -> tuple[Token, Token, Decimal, int]:
+    """The checks an order and a quote share; every problem is reported, not just the first."""
+    errors: list[dict[str, str]] = []
+    tokens: dict[str, Token] = {}
+    for field, value in (("inputToken", input_token), ("outputToken", output_token)):
+        try:
+            tokens[field] = resolve_token(value)
+        except UnknownTokenError:
+            errors.append({
+                "field": field,
+                "message": f"unknown token {value!r}; supported: {', '.join(supported_symbols())}"
+                           " (or their mint addresses)",
+            })
+    if (
+        "inputToken" in tokens and "outputToken" in tokens
+        and tokens["inputToken"] == tokens["outputToken"]
+    ):
+        errors.append({"field": "outputToken", "message": "must differ from inputToken"})
+    parsed: Decimal | None = None
+    units = 0
+    try:
+        parsed = parse_amount(amount)
+        if parsed > max_amount:
+            raise AmountError(f"must be at most {max_amount}")
+        if "inputToken" in tokens:
+            units = to_base_units(parsed, tokens["inputToken"])
+    except AmountError as exc:
+        errors.append({"field": "amount", "message": str(exc)})
+    if errors:
+        raise OrderValidationError(errors)
+    assert parsed is not None
+    return tokens["inputToken"], tokens["outputToken"], parsed, units
+
+
+def validate_order(body: SubmitOrderRequest, max_amount: Decimal) -> ValidOrder:
+    token_in, token_out, amount, units = validate_trade(
+        body.inputToken, body.outputToken, body.amount, max_amount
+    )
+    return ValidOrder(OrderType(body.type), token_in, token_out, amount, units,
+                      body.slippageBps)
+
+
+def _units(value: int | None, token: Token) -> str | None:
+    return None if value is None else format_amount(value, token)
+
+
+def order_to_json(order: Order) -> dict[str, Any]:
+    token_in, token_out = token_by_mint(order.input_mint), token_by_mint(order.output_mint)
+    return {
+        "orderId": str(order.id),
+        "type": order.type,
+        "status": order.status,
+        "inputToken": token_in.symbol,
+        "outputToken": token_out.symbol,
+        "amount": format_amount(order.amount_in, token_in),
+        "slippageBps": order.slippage_bps,
+        "attempts": order.attempts,
+        "quotes": order.quotes,
+        "route": order.route,
+        "expectedAmountOut": _units(order.expected_amount_out, token_out),
+        "minAmountOut": _units(order.min_amount_out, token_out),
+        "amountOut": _units(order.amount_out, token_out),
+        "executionPrice": order.execution_price,
+        "txHash": order.tx_signature if order.status in ("submitted", "confirmed", "failed")
+        else None,
+        "failureReason": order.failure_reason,
+        "createdAt": _iso(order.created_at),
+        "updatedAt": _iso(order.updated_at),
+    }
+
+
+def _iso(value: Any) -> str:
+    return str(value.isoformat().replace("+00:00", "Z"))

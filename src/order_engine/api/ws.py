@@ -1,0 +1,123 @@
+"""`/ws/orders/{orderId}`: the order's history, then its live events, then close 1000.
+
+Subscribe first, read the history, then stream, skipping any seq already sent: no gap,
+no duplicate. A gap in what arrives live (a lost publish, a Redis reconnect, a reader too
+slow for its queue) is filled from PostgreSQL, which is the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
+
+from order_engine.api.auth import Authenticator, key_from
+from order_engine.domain.orders import OrderStatus
+from order_engine.events import RESYNC, EventHub
+from order_engine.services import Services
+from order_engine.store.repository import OrderNotFoundError
+
+router = APIRouter()
+
+CLOSE_NORMAL = 1000
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_NOT_FOUND = 4404
+# With no live event for this long, look at PostgreSQL anyway (covers a publish lost
+# while the hub was connected, which nothing else would reveal).
+QUIET_RECHECK_S = 5.0
+SEND_TIMEOUT_S = 10.0
+
+
+class _Stream:
+    def __init__(self, websocket: WebSocket, services: Services, order_id: uuid.UUID) -> None:
+        self.ws = websocket
+        self.services = services
+        self.order_id = order_id
+        self.last_seq = 0
+        self.done = False
+
+    async def send(self, message: dict[str, Any]) -> None:
+        seq = int(message["seq"])
+        if seq <= self.last_seq:
+            return  # already sent
+        await asyncio.wait_for(self.ws.send_bytes(orjson.dumps(message)), SEND_TIMEOUT_S)
+        self.last_seq = seq
+        if OrderStatus(message["status"]).is_terminal:
+            self.done = True
+
+    async def catch_up(self) -> None:
+        for event in await self.services.orders.events(self.order_id, self.last_seq):
+            await self.send(event.to_message())
+
+    async def on_live(self, message: dict[str, Any]) -> None:
+        if message is RESYNC or int(message["seq"]) > self.last_seq + 1:
+            await self.catch_up()
+        else:
+            await self.send(message)
+
+
+@router.websocket("/ws/orders/{order_id}")
+async def watch_order(websocket: WebSocket, order_id: str) -> None:
+    services: Services = websocket.app.state.services
+    authenticator: Authenticator = websocket.app.state.authenticator
+    hub: EventHub = websocket.app.state.hub
+    await websocket.accept()
+    key_id = await authenticator.resolve(key_from(websocket.headers, websocket.query_params))
+    if key_id is None:
+        await websocket.close(CLOSE_UNAUTHORIZED, "invalid or missing API key")
+        return
+    try:
+        oid = uuid.UUID(order_id)
+        await services.orders.get(oid, key_id)
+    except (ValueError, OrderNotFoundError):
+        await websocket.send_json(
+            {"type": "error", "code": "not_found", "message": f"order {order_id} not found"}
+        )
+        await websocket.close(CLOSE_NOT_FOUND, "order not found")
+        return
+
+    subscription = hub.subscribe(oid)
+    stream = _Stream(websocket, services, oid)
+    receiver = asyncio.create_task(_drain_client(websocket))
+    try:
+        await stream.catch_up()
+        while not stream.done and not receiver.done():
+            getter = asyncio.ensure_future(subscription.queue.get())
+            finished, _ = await asyncio.wait(
+                {getter, receiver}, timeout=QUIET_RECHECK_S,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if getter in finished:
+                await stream.on_live(getter.result())
+            else:
+                getter.cancel()
+                if receiver in finished:
+                    break  # the client went away
+                await stream.catch_up()
+        if stream.done and websocket.application_state is WebSocketState.CONNECTED:
+            await websocket.close(CLOSE_NORMAL, "order reached a terminal status")
+    except (WebSocketDisconnect, TimeoutError, RuntimeError):
+        pass  # client gone, or too slow to take a message within SEND_TIMEOUT_S
+    finally:
+        subscription.close()
+        receiver.cancel()
+        with contextlib.suppress(BaseException):
+            await receiver
+        if websocket.application_state is WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await websocket.close(CLOSE_NORMAL)
+
+
+async def _drain_client(websocket: WebSocket) -> None:
+    """Read (and ignore) what the client sends, so a disconnect is noticed at once."""
+    with contextlib.suppress(WebSocketDisconnect):
+        while True:
+            await websocket.receive()
+            # receive() returns the disconnect message rather than raising.
+            if websocket.client_state is WebSocketState.DISCONNECTED:
+                return

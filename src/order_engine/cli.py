@@ -1,0 +1,253 @@
+"""`order-engine`: run the service, manage keys, submit and watch orders."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import orjson
+import typer
+from rich.console import Console
+
+from order_engine.config import Settings, get_settings
+
+app = typer.Typer(
+    help="Order execution engine for Solana swaps.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+console = Console()
+err_console = Console(stderr=True)
+
+from order_engine.supervisor import DEV_KEY_FILE
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(1)
+
+
+def _require_urls(settings: Settings) -> None:
+    if not settings.database_url or not settings.redis_url:
+        raise _fail("DATABASE_URL and REDIS_URL must be set for this command "
+                    "(`order-engine up` starts embedded servers instead)")
+
+
+# --- running the service --------------------------------------------------------------
+
+
+@app.command()
+def api() -> None:
+    """Run the HTTP/WebSocket API (uvicorn) on $PORT."""
+    import uvicorn
+
+    from order_engine.api.app import create_app
+    from order_engine.logs import configure_logging
+
+    settings = get_settings()
+    _require_urls(settings)
+    configure_logging(settings.log_level)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, loop="uvloop",
+                http="httptools", log_level="warning", timeout_graceful_shutdown=10)
+
+
+@app.command()
+def worker() -> None:
+    """Run one worker: takes orders from the queue and executes them."""
+    from order_engine.logs import configure_logging
+    from order_engine.worker.settings import create_worker
+
+    settings = get_settings()
+    _require_urls(settings)
+    configure_logging(settings.log_level)
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    create_worker(settings).run()
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations and create the simulated market's pools."""
+    from order_engine.migrate import seed_chain, upgrade_database
+
+    settings = get_settings()
+    if not settings.database_url:
+        raise _fail("DATABASE_URL must be set")
+    upgrade_database(settings.database_url)
+    asyncio.run(seed_chain(settings))
+    console.print("[green]database is up to date[/]")
+
+
+@app.command()
+def up(
+    workers: Annotated[int, typer.Option(help="Worker processes to start.")] = 1,
+) -> None:
+    """Start everything: embedded PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL are
+    set), migrations, the API and the workers. Ctrl-C stops it all."""
+    from order_engine.supervisor import run_stack
+
+    sys.exit(run_stack(get_settings(), workers))
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "default",
+) -> None:
+    """Create an API key and print it (it is shown only once; the database keeps a hash).
+
+    Example: [cyan]order-engine keys create --name trading-bot[/]
+    """
+    from order_engine.store.api_keys import ApiKeyStore
+    from order_engine.store.db import create_engine, session_factory
+
+    settings = get_settings()
+    if not settings.database_url:
+        raise _fail("DATABASE_URL must be set")
+
+    async def create() -> str:
+        engine = create_engine(settings.database_url, pool_size=1)
+        try:
+            key, _ = await ApiKeyStore(session_factory(engine)).create(name)
+            return key
+        finally:
+            await engine.dispose()
+
+    console.print(asyncio.run(create()))
+
+
+# --- talking to a running service ------------------------------------------------------
+
+
+def _default_key() -> str | None:
+    for var in ("ORDER_ENGINE_API_KEY", "BOOTSTRAP_API_KEY"):
+        if os.environ.get(var):
+            return os.environ[var]
+    path = Path(get_settings().data_dir) / DEV_KEY_FILE
+    return path.read_text().strip() if path.exists() else None
+
+
+UrlOption = Annotated[str, typer.Option("--url", envvar="ORDER_ENGINE_URL",
+                                        help="The API's base URL.")]
+KeyOption = Annotated[str | None, typer.Option("--api-key", help="API key (default: "
+                      "$ORDER_ENGINE_API_KEY, $BOOTSTRAP_API_KEY or the dev key of `up`).")]
+
+STATUS_STYLE = {"confirmed": "bold green", "failed": "bold red", "retrying": "yellow"}
+
+
+@app.command()
+def submit(
+    input_token: Annotated[str, typer.Argument(help="Token to sell, e.g. SOL.")],
+    output_token: Annotated[str, typer.Argument(help="Token to buy, e.g. USDC.")],
+    amount: Annotated[str, typer.Argument(help="Amount of the input token, e.g. 1.5.")],
+    slippage_bps: Annotated[int, typer.Option("--slippage-bps")] = 50,
+    watch_: Annotated[bool, typer.Option("--watch", help="Follow the order live.")] = False,
+    url: UrlOption = "http://127.0.0.1:3000",
+    api_key: KeyOption = None,
+) -> None:
+    """Submit a market order and print its id.
+
+    Example: [cyan]order-engine submit SOL USDC 1.5 --watch[/]
+    """
+    key = api_key or _default_key()
+    if not key:
+        raise _fail("no API key: pass --api-key or set ORDER_ENGINE_API_KEY")
+    body = {"type": "market", "inputToken": input_token, "outputToken": output_token,
+            "amount": amount, "slippageBps": slippage_bps}
+    try:
+        response = httpx.post(f"{url.rstrip('/')}/api/orders", json=body,
+                              headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    except httpx.HTTPError as exc:
+        raise _fail(f"cannot reach {url}: {exc}") from None
+    if response.status_code != 201:
+        raise _fail(_problem_text(response))
+    order_id = response.json()["orderId"]
+    console.print(order_id)
+    if watch_:
+        raise typer.Exit(_watch(url, key, order_id))
+
+
+@app.command()
+def watch(
+    order_id: Annotated[str, typer.Argument(help="The order's id.")],
+    url: UrlOption = "http://127.0.0.1:3000",
+    api_key: KeyOption = None,
+) -> None:
+    """Follow an order's status live until it is confirmed or failed.
+
+    Example: [cyan]order-engine watch 2b1c...[/]
+    """
+    key = api_key or _default_key()
+    if not key:
+        raise _fail("no API key: pass --api-key or set ORDER_ENGINE_API_KEY")
+    raise typer.Exit(_watch(url, key, order_id))
+
+
+def _problem_text(response: httpx.Response) -> str:
+    try:
+        problem = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}"
+    lines = [f"{problem.get('title', 'error')}: {problem.get('detail', '')}"]
+    lines += [f"  {e['field']}: {e['message']}" for e in problem.get("errors", [])]
+    return "\n".join(lines)
+
+
+def _watch(url: str, key: str, order_id: str) -> int:
+    """Print each status as it arrives; 0 when confirmed, 1 otherwise."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    ws_url = url.replace("http", "ws", 1).rstrip("/") + f"/ws/orders/{order_id}"
+    final: str | None = None
+    try:
+        with connect(ws_url, additional_headers={"Authorization": f"Bearer {key}"}) as ws:
+            try:
+                for raw in ws:
+                    event = orjson.loads(raw)
+                    if event.get("type") == "error":
+                        err_console.print(f"[red]{event.get('message')}[/]")
+                        return 1
+                    final = event["status"]
+                    console.print(_event_line(event))
+            except ConnectionClosed:
+                pass
+            if ws.close_code == 4401:
+                err_console.print("[red]the API key was refused[/]")
+                return 1
+    except OSError as exc:
+        err_console.print(f"[red]cannot reach {ws_url}: {exc}[/]")
+        return 1
+    return 0 if final == "confirmed" else 1
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    status = event["status"]
+    style = STATUS_STYLE.get(status, "cyan")
+    detail = ""
+    if status == "building":
+        leg = event["route"][0]
+        detail = f"via {leg['venue']} expecting {event['expectedAmountOut']}" \
+                 f" (min {event['minAmountOut']})"
+    elif status == "submitted":
+        detail = f"tx {event['txHash']}"
+    elif status == "confirmed":
+        detail = f"received {event['amountOut']} at {event['executionPrice']}"
+    elif status == "retrying":
+        detail = f"{event['error']}; retry in {event['retryInMs']} ms"
+    elif status == "failed":
+        detail = event["reason"]
+    stamp = event["timestamp"][11:23]
+    return f"{stamp}  #{event['seq']:<2} [{style}]{status:<10}[/] {detail}"
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

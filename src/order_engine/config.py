@@ -1,0 +1,60 @@
+"""Settings from the environment (and an optional `.env` file)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # Empty means "start an embedded server" (only `order-engine up` does that).
+    database_url: str = ""
+    redis_url: str = ""
+    # Every Redis key and channel of this deployment starts with this prefix, so several
+    # deployments (or test runs) can share one Redis without seeing each other.
+    redis_prefix: str = "oe"
+
+    host: str = "127.0.0.1"
+    port: int = 3000
+    data_dir: str = ".data"
+
+    worker_concurrency: int = Field(default=10, ge=1)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    retry_base_ms: int = Field(default=500, ge=0)
+    retry_max_ms: int = Field(default=10_000, ge=0)
+
+    bootstrap_api_key: str = ""
+
+    # 1.0 = realistic (quotes ~200 ms, confirmation 2-3 s); 0 = instant.
+    sim_latency_scale: float = Field(default=1.0, ge=0)
+    # Probability that a submission fails transiently (transaction not forwarded).
+    sim_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    sim_seed: int | None = None
+
+    max_order_amount: Decimal = Decimal("1000000000")
+    quote_timeout_s: float = Field(default=2.0, gt=0)
+    db_pool_size: int = Field(default=10, ge=1)
+
+    log_level: str = "INFO"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return to_asyncpg_url(self.database_url)
+
+
+def to_asyncpg_url(url: str) -> str:
+    """Accept the usual `postgresql://` spelling and hand SQLAlchemy its asyncpg dialect."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    return url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

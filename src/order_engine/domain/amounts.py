@@ -1,0 +1,77 @@
+"""Exact token amounts: decimal strings at the edges, integer base units inside."""
+
+from __future__ import annotations
+
+from decimal import ROUND_DOWN, Decimal, InvalidOperation, localcontext
+
+from order_engine.domain.tokens import Token
+
+
+class AmountError(ValueError):
+    pass
+
+
+def parse_amount(value: object) -> Decimal:
+    """A positive finite decimal from a JSON string or number (never via binary float math)."""
+    if isinstance(value, bool) or value is None:
+        raise AmountError("must be a decimal string or number")
+    if isinstance(value, float):
+        # JSON numbers arrive as floats; their shortest repr is the literal the client sent.
+        value = repr(value)
+    if isinstance(value, int):
+        value = str(value)
+    if not isinstance(value, str):
+        raise AmountError("must be a decimal string or number")
+    text = value.strip()
+    if not text or len(text) > 64:
+        raise AmountError("must be a decimal string of at most 64 characters")
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise AmountError(f"{value!r} is not a decimal number") from None
+    if not amount.is_finite():
+        raise AmountError("must be a finite number")
+    if amount <= 0:
+        raise AmountError("must be greater than 0")
+    return amount
+
+
+def to_base_units(amount: Decimal, token: Token) -> int:
+    """Token units to integer base units; refuses more fractional digits than the token has."""
+    exponent = amount.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > token.decimals:
+        raise AmountError(f"{token.symbol} has at most {token.decimals} decimal places")
+    with localcontext() as ctx:
+        ctx.prec = 80
+        return int(amount.scaleb(token.decimals))
+
+
+def from_base_units(units: int, token: Token) -> Decimal:
+    with localcontext() as ctx:
+        ctx.prec = 80
+        return Decimal(units).scaleb(-token.decimals)
+
+
+def format_amount(units: int, token: Token) -> str:
+    """Base units as a plain decimal string in token units, without exponent or trailing zeros."""
+    text = format(from_base_units(units, token), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+PRICE_DIGITS = 18
+
+
+def execution_price(amount_in: int, token_in: Token, amount_out: int, token_out: Token) -> str:
+    """Output per unit of input, in token units, truncated to 18 significant digits."""
+    if amount_in <= 0:
+        raise AmountError("amount in must be positive")
+    with localcontext() as ctx:
+        ctx.prec = PRICE_DIGITS
+        ctx.rounding = ROUND_DOWN
+        price = from_base_units(amount_out, token_out) / from_base_units(amount_in, token_in)
+    text = format(price, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text

@@ -1,0 +1,146 @@
+"""Live order events over Redis pub/sub.
+
+PostgreSQL is the record; pub/sub only makes events fast. Every event is published after
+its commit, and a subscriber that suspects it missed one (a gap in `seq`, a reconnect, a
+full queue, a quiet period) reads the missing ones back from PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import orjson
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from order_engine.store.repository import EventRecord
+
+log = structlog.get_logger(__name__)
+
+
+def events_channel(prefix: str) -> str:
+    return f"{prefix}:events"
+
+
+class EventPublisher:
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self._redis = redis
+        self._channel = events_channel(prefix)
+
+    async def publish(self, event: EventRecord) -> None:
+        """Best effort: the event is already committed; readers recover a lost publish."""
+        envelope = {"apiKeyId": str(event.api_key_id), "event": event.to_message()}
+        try:
+            await asyncio.wait_for(self._redis.publish(self._channel, orjson.dumps(envelope)), 2)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("event publish failed", order_id=str(event.order_id), seq=event.seq,
+                        error=str(exc))
+
+
+# Put on a subscription's queue when it may have missed events: the reader resyncs.
+RESYNC: dict[str, Any] = {"type": "resync"}
+
+
+class Subscription:
+    def __init__(self, hub: EventHub, order_id: uuid.UUID, maxsize: int) -> None:
+        self._hub = hub
+        self.order_id = order_id
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize)
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            # A slow reader never holds up the hub: drop what it cannot take and let it
+            # read the rest from PostgreSQL.
+            self._drain()
+            self.queue.put_nowait(RESYNC)
+
+    def _drain(self) -> None:
+        while not self.queue.empty():
+            self.queue.get_nowait()
+
+    def close(self) -> None:
+        self._hub.unsubscribe(self)
+
+
+class EventHub:
+    """One Redis subscription per process, fanned out to any number of local readers."""
+
+    def __init__(self, redis: Redis, prefix: str, queue_size: int = 256) -> None:
+        self._redis = redis
+        self._channel = events_channel(prefix)
+        self._queue_size = queue_size
+        self._by_order: dict[uuid.UUID, set[Subscription]] = defaultdict(set)
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    def subscribe(self, order_id: uuid.UUID) -> Subscription:
+        sub = Subscription(self, order_id, self._queue_size)
+        self._by_order[order_id].add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        subs = self._by_order.get(sub.order_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._by_order[sub.order_id]
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(s) for s in self._by_order.values())
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="event-hub")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.connected.wait(), 5)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._channel)
+                self.connected.set()
+                self._resync_all()  # anything published while we were away
+                backoff = 0.1
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self._dispatch(message["data"])
+            except (RedisError, OSError) as exc:
+                self.connected.clear()
+                log.warning("event hub lost redis; reconnecting", error=str(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    def _dispatch(self, data: bytes) -> None:
+        try:
+            envelope = orjson.loads(data)
+            message = envelope["event"]
+            order_id = uuid.UUID(message["orderId"])
+        except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
+            log.warning("ignoring malformed event message")
+            return
+        for sub in tuple(self._by_order.get(order_id, ())):
+            sub.deliver(message)
+
+    def _resync_all(self) -> None:
+        for subs in self._by_order.values():
+            for sub in subs:
+                sub.deliver(RESYNC)

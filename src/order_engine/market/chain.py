@@ -1,0 +1,296 @@
+"""The simulated chain: an RPC-like interface over its own PostgreSQL schema.
+
+A swap is one database transaction: lock the pool, refuse a signature that already
+landed, check the blockhash, apply the pool math, record the transaction. So concurrent
+swaps from any number of workers serialise on the pool row and none is applied twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from solders.hash import Hash
+from solders.transaction import Transaction
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from order_engine.domain.amm import FeeRounding, PoolState, Venue, apply_swap, swap_exact_in
+from order_engine.domain.errors import (
+    BlockhashExpiredError,
+    InsufficientLiquidityError,
+    PermanentError,
+    TransactionDroppedError,
+)
+from order_engine.market import tables
+from order_engine.market.genesis import DEFAULT_POOLS, PoolSpec
+from order_engine.market.programs import MalformedInstructionError, decode_swap, pool_address
+
+# Solana: a blockhash is valid for 150 slots of ~400 ms.
+BLOCKHASH_VALID_SLOTS = 150
+SLOT_SECONDS = 0.4
+# With latency off, slots still pass (at a tenth of real speed) so blockhashes still expire.
+MIN_LATENCY_SCALE_FOR_SLOTS = 0.1
+# The program error Raydium returns when output is below minimum_amount_out.
+SLIPPAGE_ERROR = "ExceededSlippage: output below minimum_amount_out"
+
+
+@dataclass(frozen=True, slots=True)
+class LatestBlockhash:
+    blockhash: Hash
+    last_valid_slot: int
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureStatus:
+    signature: str
+    slot: int
+    err: str | None
+    amount_out: int | None
+    confirmed: bool
+
+
+def _pool_from_row(row: Row[tuple[object, ...]]) -> PoolState:
+    m = row._mapping
+    return PoolState(
+        pool_id=m["pool_id"],
+        venue=Venue(m["venue"]),
+        mint_a=m["mint_a"],
+        mint_b=m["mint_b"],
+        reserve_a=int(m["reserve_a"]),
+        reserve_b=int(m["reserve_b"]),
+        fee_numerator=m["fee_numerator"],
+        fee_denominator=m["fee_denominator"],
+        fee_rounding=FeeRounding(m["fee_rounding"]),
+    )
+
+
+class SimulatedChain:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        latency_scale: float = 1.0,
+        failure_rate: float = 0.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._engine = engine
+        self.latency_scale = latency_scale
+        self.failure_rate = failure_rate
+        self._rng = rng or random.Random()
+        self._genesis: tuple[float, str] | None = None
+        self.slot_seconds = SLOT_SECONDS * max(latency_scale, MIN_LATENCY_SCALE_FOR_SLOTS)
+
+    # --- genesis -------------------------------------------------------------------
+
+    async def ensure_genesis(self, pools: tuple[PoolSpec, ...] = DEFAULT_POOLS) -> None:
+        """Create the genesis row and the default pools unless they exist (idempotent)."""
+        now = datetime.now(UTC)
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                insert(tables.genesis)
+                .values(id=1, started_at=now, seed=hashlib.sha256(str(now).encode()).hexdigest())
+                .on_conflict_do_nothing()
+            )
+            for spec in pools:
+                await conn.execute(
+                    insert(tables.pools)
+                    .values(
+                        pool_id=spec.pool_id,
+                        address=str(pool_address(spec.venue, spec.pool_id)),
+                        venue=spec.venue.value,
+                        mint_a=spec.base.mint,
+                        mint_b=spec.quote.mint,
+                        reserve_a=spec.reserve_base,
+                        reserve_b=spec.reserve_quote,
+                        fee_numerator=spec.fee_numerator,
+                        fee_denominator=spec.fee_denominator,
+                        fee_rounding=spec.fee_rounding.value,
+                        updated_at=now,
+                    )
+                    .on_conflict_do_nothing()
+                )
+
+    async def _genesis_info(self) -> tuple[float, str]:
+        if self._genesis is None:
+            async with self._engine.connect() as conn:
+                row = (await conn.execute(select(tables.genesis))).one()
+            self._genesis = (row.started_at.timestamp(), row.seed)
+        return self._genesis
+
+    # --- clock and blockhashes -----------------------------------------------------
+
+    async def current_slot(self) -> int:
+        started, _ = await self._genesis_info()
+        return int((time.time() - started) / self.slot_seconds)
+
+    async def get_latest_blockhash(self) -> LatestBlockhash:
+        slot = await self.current_slot()
+        _, seed = await self._genesis_info()
+        blockhash = Hash(hashlib.sha256(f"{seed}:{slot}".encode()).digest())
+        last_valid = slot + BLOCKHASH_VALID_SLOTS
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                insert(tables.blockhashes)
+                .values(blockhash=str(blockhash), slot=slot, last_valid_slot=last_valid)
+                .on_conflict_do_nothing()
+            )
+        return LatestBlockhash(blockhash, last_valid)
+
+    async def is_blockhash_valid(self, last_valid_slot: int) -> bool:
+        return await self.current_slot() <= last_valid_slot
+
+    # --- pools ---------------------------------------------------------------------
+
+    async def get_pools(self, mint_x: str | None = None, mint_y: str | None = None) -> list[
+        PoolState
+    ]:
+        stmt = select(tables.pools).order_by(tables.pools.c.pool_id)
+        if mint_x is not None and mint_y is not None:
+            c = tables.pools.c
+            stmt = stmt.where(
+                ((c.mint_a == mint_x) & (c.mint_b == mint_y))
+                | ((c.mint_a == mint_y) & (c.mint_b == mint_x))
+            )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_pool_from_row(row) for row in rows]
+
+    # --- transactions --------------------------------------------------------------
+
+    async def send_transaction(self, raw: bytes) -> str:
+        """Execute a signed swap transaction; returns its signature.
+
+        Raises TransactionDroppedError when the (simulated) RPC node does not forward it:
+        then it can never land. Sending a signature that already landed is a no-op.
+        """
+        try:
+            tx = Transaction.from_bytes(raw)
+            tx.verify()
+        except Exception as exc:  # solders raises its own error types for bad bytes
+            raise PermanentError(f"invalid transaction: {exc}") from exc
+        signature = str(tx.signatures[0])
+        await self._sleep(0.02, 0.06)
+        if self.failure_rate and self._rng.random() < self.failure_rate:
+            raise TransactionDroppedError("transaction dropped: RPC node did not forward it")
+
+        message = tx.message
+        if len(message.instructions) != 1:
+            raise PermanentError("expected exactly one swap instruction")
+        ix = message.instructions[0]
+        keys = list(message.account_keys)
+        try:
+            swap = decode_swap(
+                keys[ix.program_id_index], [keys[i] for i in ix.accounts], bytes(ix.data)
+            )
+        except MalformedInstructionError as exc:
+            raise PermanentError(f"invalid transaction: {exc}") from exc
+        if not message.is_signer(keys.index(swap.owner)):
+            raise PermanentError("invalid transaction: owner did not sign")
+
+        async with self._engine.begin() as conn:
+            pool_row = (
+                await conn.execute(
+                    select(tables.pools)
+                    .where(tables.pools.c.address == str(swap.pool))
+                    .with_for_update()
+                )
+            ).one_or_none()
+            if pool_row is None:
+                raise PermanentError(f"invalid transaction: no pool at {swap.pool}")
+            if await self._landed(conn, signature):
+                return signature  # already processed: never applied twice
+            await self._check_blockhash(conn, str(message.recent_blockhash))
+            pool = _pool_from_row(pool_row)
+            input_mint, output_mint = str(swap.input_mint), str(swap.output_mint)
+            if {input_mint, output_mint} != {pool.mint_a, pool.mint_b}:
+                raise PermanentError("invalid transaction: mints do not match the pool")
+            err: str | None = None
+            amount_out: int | None = None
+            try:
+                result = swap_exact_in(pool, input_mint, swap.amount_in)
+            except InsufficientLiquidityError as exc:
+                err = f"InsufficientLiquidity: {exc.message}"
+            else:
+                if result.amount_out < swap.min_amount_out:
+                    err = SLIPPAGE_ERROR
+                else:
+                    amount_out = result.amount_out
+                    after = apply_swap(pool, input_mint, result)
+                    await conn.execute(
+                        tables.pools.update()
+                        .where(tables.pools.c.pool_id == pool.pool_id)
+                        .values(
+                            reserve_a=Decimal(after.reserve_a),
+                            reserve_b=Decimal(after.reserve_b),
+                            updated_at=datetime.now(UTC),
+                        )
+                    )
+            now = datetime.now(UTC)
+            confirm_after = self._rng.uniform(2.0, 3.0) * self.latency_scale
+            await conn.execute(
+                tables.transactions.insert().values(
+                    signature=signature,
+                    slot=await self.current_slot(),
+                    blockhash=str(message.recent_blockhash),
+                    pool_id=pool.pool_id,
+                    input_mint=input_mint,
+                    amount_in=Decimal(swap.amount_in),
+                    min_amount_out=Decimal(swap.min_amount_out),
+                    amount_out=None if amount_out is None else Decimal(amount_out),
+                    err=err,
+                    landed_at=now,
+                    confirmed_at=now + timedelta(seconds=confirm_after),
+                )
+            )
+        return signature
+
+    async def get_signature_status(self, signature: str) -> SignatureStatus | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(tables.transactions).where(
+                        tables.transactions.c.signature == signature
+                    )
+                )
+            ).one_or_none()
+        if row is None:
+            return None
+        return SignatureStatus(
+            signature=signature,
+            slot=row.slot,
+            err=row.err,
+            amount_out=None if row.amount_out is None else int(row.amount_out),
+            confirmed=datetime.now(UTC) >= row.confirmed_at,
+        )
+
+    async def _landed(self, conn: AsyncConnection, signature: str) -> bool:
+        found = await conn.execute(
+            select(tables.transactions.c.signature).where(
+                tables.transactions.c.signature == signature
+            )
+        )
+        return found.first() is not None
+
+    async def _check_blockhash(self, conn: AsyncConnection, blockhash: str) -> None:
+        last_valid = (
+            await conn.execute(
+                select(tables.blockhashes.c.last_valid_slot).where(
+                    tables.blockhashes.c.blockhash == blockhash
+                )
+            )
+        ).scalar_one_or_none()
+        if last_valid is None or await self.current_slot() > last_valid:
+            raise BlockhashExpiredError("blockhash not found (expired)")
+
+    async def _sleep(self, low: float, high: float) -> None:
+        if self.latency_scale > 0:
+            await asyncio.sleep(self._rng.uniform(low, high) * self.latency_scale)
+

@@ -1,0 +1,1 @@
+"""PostgreSQL persistence of orders, their events and API keys."""

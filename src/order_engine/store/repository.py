@@ -1,0 +1,251 @@
+"""Orders and their events: every status change and its event commit together."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from order_engine.domain.orders import OrderStatus, OrderType, check_transition
+from order_engine.store.models import Order, OrderEvent
+
+
+class OrderNotFoundError(LookupError):
+    pass
+
+
+class StaleStatusError(Exception):
+    """The order is no longer in the status the caller acted on (another run moved it)."""
+
+    def __init__(self, order_id: uuid.UUID, actual: str) -> None:
+        super().__init__(f"order {order_id} is now {actual}")
+        self.actual = OrderStatus(actual)
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    api_key_id: uuid.UUID
+    type: OrderType
+    input_mint: str
+    output_mint: str
+    amount_in: int
+    slippage_bps: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    order_id: uuid.UUID
+    api_key_id: uuid.UUID
+    seq: int
+    status: OrderStatus
+    attempt: int
+    payload: dict[str, Any]
+    created_at: datetime
+
+    def to_message(self) -> dict[str, Any]:
+        """The WebSocket / pub-sub shape of the event (the contract's `order.status`)."""
+        return {
+            "type": "order.status",
+            "orderId": str(self.order_id),
+            "seq": self.seq,
+            "status": self.status.value,
+            "timestamp": self.created_at.isoformat().replace("+00:00", "Z"),
+            "attempt": self.attempt,
+            **self.payload,
+        }
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def encode_cursor(order: Order) -> str:
+    raw = f"{order.created_at.isoformat()}|{order.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+class InvalidCursorError(ValueError):
+    pass
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, order_id = base64.urlsafe_b64decode(padded).decode().split("|")
+        return datetime.fromisoformat(created), uuid.UUID(order_id)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidCursorError("cursor is not one this server issued") from None
+
+
+class OrderRepository:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def create(self, new: NewOrder) -> tuple[Order, EventRecord]:
+        now = _now()
+        order = Order(
+            id=uuid.uuid4(),
+            api_key_id=new.api_key_id,
+            type=new.type.value,
+            status=OrderStatus.PENDING.value,
+            input_mint=new.input_mint,
+            output_mint=new.output_mint,
+            amount_in=new.amount_in,
+            slippage_bps=new.slippage_bps,
+            attempts=0,
+            last_seq=1,
+            created_at=now,
+            updated_at=now,
+        )
+        event = OrderEvent(
+            order_id=order.id, seq=1, status=OrderStatus.PENDING.value, attempt=0,
+            payload={}, created_at=now,
+        )
+        async with self._sessions.begin() as session:
+            session.add(order)
+            await session.flush()
+            session.add(event)
+        return order, _event_record(event, order.api_key_id)
+
+    async def get(self, order_id: uuid.UUID, api_key_id: uuid.UUID | None = None) -> Order:
+        async with self._sessions() as session:
+            stmt = select(Order).where(Order.id == order_id)
+            if api_key_id is not None:
+                stmt = stmt.where(Order.api_key_id == api_key_id)
+            order = (await session.execute(stmt)).scalar_one_or_none()
+        if order is None:
+            raise OrderNotFoundError(str(order_id))
+        return order
+
+    async def list(
+        self,
+        api_key_id: uuid.UUID,
+        status: OrderStatus | None,
+        limit: int,
+        cursor: str | None,
+    ) -> tuple[list[Order], str | None]:
+        stmt = select(Order).where(Order.api_key_id == api_key_id)
+        if status is not None:
+            stmt = stmt.where(Order.status == status.value)
+        if cursor:
+            created, last_id = decode_cursor(cursor)
+            stmt = stmt.where(
+                or_(
+                    Order.created_at < created,
+                    and_(Order.created_at == created, Order.id < last_id),
+                )
+            )
+        stmt = stmt.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)
+        async with self._sessions() as session:
+            orders = list((await session.execute(stmt)).scalars())
+        next_cursor = encode_cursor(orders[limit - 1]) if len(orders) > limit else None
+        return orders[:limit], next_cursor
+
+    async def events(self, order_id: uuid.UUID, after_seq: int = 0) -> list[EventRecord]:
+        stmt = (
+            select(OrderEvent, Order.api_key_id)
+            .join(Order, Order.id == OrderEvent.order_id)
+            .where(OrderEvent.order_id == order_id, OrderEvent.seq > after_seq)
+            .order_by(OrderEvent.seq)
+        )
+        async with self._sessions() as session:
+            rows = (await session.execute(stmt)).all()
+        return [_event_record(event, key_id) for event, key_id in rows]
+
+    async def transition(
+        self,
+        order_id: uuid.UUID,
+        expected: OrderStatus,
+        target: OrderStatus,
+        payload: dict[str, Any] | None = None,
+        *,
+        new_attempt: bool = False,
+        **fields: Any,
+    ) -> tuple[Order, EventRecord]:
+        """Move the order from `expected` to `target`, set `fields`, append the event.
+
+        The row is locked, so two runs of the same job cannot both make the move: the
+        loser gets StaleStatusError and stops.
+        """
+        check_transition(expected, target)
+        now = _now()
+        async with self._sessions.begin() as session:
+            order = (
+                await session.execute(select(Order).where(Order.id == order_id).with_for_update())
+            ).scalar_one_or_none()
+            if order is None:
+                raise OrderNotFoundError(str(order_id))
+            if order.status != expected.value:
+                raise StaleStatusError(order_id, order.status)
+            for name, value in fields.items():
+                setattr(order, name, value)
+            if new_attempt:
+                order.attempts += 1
+            order.status = target.value
+            order.last_seq += 1
+            order.updated_at = now
+            event = OrderEvent(
+                order_id=order_id,
+                seq=order.last_seq,
+                status=target.value,
+                attempt=order.attempts,
+                payload=payload or {},
+                created_at=now,
+            )
+            session.add(event)
+        return order, _event_record(event, order.api_key_id)
+
+    async def record_transaction(
+        self,
+        order_id: uuid.UUID,
+        replaces: str | None,
+        signature: str,
+        tx_bytes: bytes,
+        last_valid_slot: int,
+    ) -> None:
+        """Keep the signed transaction before it is sent (the order stays `building`).
+
+        A compare-and-set on the previous signature (`replaces`), so two runs racing to
+        build cannot both store, and so both send, a transaction.
+        """
+        previous = (
+            Order.tx_signature.is_(None) if replaces is None else Order.tx_signature == replaces
+        )
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(Order)
+                .where(
+                    Order.id == order_id,
+                    Order.status == OrderStatus.BUILDING.value,
+                    previous,
+                )
+                .values(
+                    tx_signature=signature,
+                    tx_bytes=tx_bytes,
+                    tx_last_valid_slot=last_valid_slot,
+                    updated_at=_now(),
+                )
+                .returning(Order.status)
+            )
+            if result.first() is None:
+                status = (
+                    await session.execute(select(Order.status).where(Order.id == order_id))
+                ).scalar_one()
+                raise StaleStatusError(order_id, status)
+
+
+def _event_record(event: OrderEvent, api_key_id: uuid.UUID) -> EventRecord:
+    return EventRecord(
+        order_id=event.order_id,
+        api_key_id=api_key_id,
+        seq=event.seq,
+        status=OrderStatus(event.status),
+        attempt=event.attempt,
+        payload=dict(event.payload),
+        created_at=event.created_at,
+    )

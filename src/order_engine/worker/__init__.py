@@ -1,0 +1,1 @@
+"""The arq worker and the execution pipeline of one order."""

@@ -1,0 +1,240 @@
+"""Executing one order: routing -> building -> submitted -> confirmed.
+
+Every step starts from what PostgreSQL says the order is, so the pipeline can be run again
+at any point (arq may run a job twice, or after a crash) and converges: a status move is a
+compare-and-set, the signed transaction is stored before it is sent, and a re-run asks the
+chain about that signature before it builds anything new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from solders.keypair import Keypair
+
+from order_engine.domain.amm import Venue
+from order_engine.domain.amounts import execution_price, format_amount
+from order_engine.domain.errors import (
+    BlockhashExpiredError,
+    ExecutionError,
+    InsufficientLiquidityError,
+    PermanentError,
+    SlippageExceededError,
+    TransientError,
+)
+from order_engine.domain.orders import OrderStatus, min_amount_out, retry_delay_ms
+from order_engine.domain.routing import VenueQuote, best_quote, quote_to_json, route_to_json
+from order_engine.domain.tokens import token_by_mint
+from order_engine.events import EventPublisher
+from order_engine.market.chain import SLIPPAGE_ERROR, SimulatedChain
+from order_engine.market.transactions import sign_transaction
+from order_engine.market.venues import SimulatedVenue, quote_all
+from order_engine.store.models import Order
+from order_engine.store.repository import OrderRepository, StaleStatusError
+
+log = structlog.get_logger(__name__)
+
+S = OrderStatus
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    base_ms: int = 500
+    max_ms: int = 10_000
+
+
+class RetryLater(Exception):
+    """The order is `retrying`: run the job again after `delay_ms`."""
+
+    def __init__(self, delay_ms: int) -> None:
+        super().__init__(f"retry in {delay_ms} ms")
+        self.delay_ms = delay_ms
+
+
+class OrderExecutor:
+    def __init__(
+        self,
+        repo: OrderRepository,
+        chain: SimulatedChain,
+        venues: list[SimulatedVenue],
+        publisher: EventPublisher,
+        wallet: Keypair,
+        retry: RetryPolicy,
+        quote_timeout_s: float,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._repo = repo
+        self._chain = chain
+        self._venues = {v.venue: v for v in venues}
+        self._publisher = publisher
+        self._wallet = wallet
+        self._retry = retry
+        self._quote_timeout_s = quote_timeout_s
+        self._rng = rng or random.Random()
+
+    async def execute(self, order_id: uuid.UUID) -> OrderStatus:
+        """Drive the order until it is terminal; raises RetryLater to come back later."""
+        order = await self._repo.get(order_id)
+        while not S(order.status).is_terminal:
+            try:
+                order = await self._step(order)
+            except StaleStatusError:
+                order = await self._repo.get(order_id)  # another run moved it: carry on
+            except ExecutionError as error:
+                order = await self._fail_or_retry(order, error)
+        return S(order.status)
+
+    async def _step(self, order: Order) -> Order:
+        status = S(order.status)
+        if status in (S.PENDING, S.RETRYING):
+            # A new attempt; a previous attempt's transaction is dead by now (dropped,
+            # expired or landed with an error), so it is cleared.
+            return await self._move(
+                order, S.ROUTING, {}, new_attempt=True,
+                tx_signature=None, tx_bytes=None, tx_last_valid_slot=None,
+            )
+        if status is S.ROUTING:
+            return await self._route(order)
+        if status is S.BUILDING:
+            return await self._build_and_send(order)
+        if status is S.SUBMITTED:
+            return await self._confirm(order)
+        raise AssertionError(f"no step for status {status}")
+
+    async def _route(self, order: Order) -> Order:
+        quotes = await quote_all(
+            list(self._venues.values()), order.input_mint, order.output_mint,
+            order.amount_in, self._quote_timeout_s,
+        )
+        best = best_quote(quotes)
+        minimum = min_amount_out(best.amount_out, order.slippage_bps)
+        token_out = token_by_mint(order.output_mint)
+        quotes_json = [quote_to_json(q) for q in quotes]
+        route_json = route_to_json(best)
+        return await self._move(
+            order,
+            S.BUILDING,
+            {
+                "quotes": quotes_json,
+                "route": route_json,
+                "expectedAmountOut": format_amount(best.amount_out, token_out),
+                "minAmountOut": format_amount(minimum, token_out),
+            },
+            quotes=quotes_json,
+            route=route_json,
+            expected_amount_out=best.amount_out,
+            min_amount_out=minimum,
+        )
+
+    async def _build_and_send(self, order: Order) -> Order:
+        if order.tx_signature is not None and order.tx_bytes is not None:
+            # A run before us signed (and maybe sent) this; never build a second swap
+            # while the first could still land.
+            if await self._chain.get_signature_status(order.tx_signature) is not None:
+                return await self._move(order, S.SUBMITTED, {"txHash": order.tx_signature})
+            assert order.tx_last_valid_slot is not None
+            if await self._chain.is_blockhash_valid(order.tx_last_valid_slot):
+                await self._chain.send_transaction(order.tx_bytes)
+                return await self._move(order, S.SUBMITTED, {"txHash": order.tx_signature})
+        quote = self._chosen_quote(order)
+        assert order.min_amount_out is not None
+        latest = await self._chain.get_latest_blockhash()
+        instruction = self._venues[quote.venue].swap_instruction(
+            quote, order.min_amount_out, self._wallet.pubkey()
+        )
+        signed = sign_transaction(self._wallet, instruction, latest.blockhash)
+        await self._repo.record_transaction(
+            order.id, order.tx_signature, signed.signature, signed.raw, latest.last_valid_slot
+        )
+        await self._chain.send_transaction(signed.raw)
+        return await self._move(order, S.SUBMITTED, {"txHash": signed.signature})
+
+    async def _confirm(self, order: Order) -> Order:
+        signature, raw = order.tx_signature, order.tx_bytes
+        assert signature is not None and raw is not None and order.tx_last_valid_slot is not None
+        poll_s = max(0.005, 0.2 * self._chain.latency_scale)
+        while True:
+            status = await self._chain.get_signature_status(signature)
+            if status is None:
+                if not await self._chain.is_blockhash_valid(order.tx_last_valid_slot):
+                    raise BlockhashExpiredError("transaction expired before it landed")
+                await self._chain.send_transaction(raw)
+                continue
+            if status.err is not None:
+                if status.err == SLIPPAGE_ERROR:
+                    raise SlippageExceededError(status.err)
+                raise InsufficientLiquidityError(status.err)
+            if status.confirmed:
+                break
+            await asyncio.sleep(poll_s)
+        assert status.amount_out is not None
+        token_in = token_by_mint(order.input_mint)
+        token_out = token_by_mint(order.output_mint)
+        price = execution_price(order.amount_in, token_in, status.amount_out, token_out)
+        return await self._move(
+            order,
+            S.CONFIRMED,
+            {
+                "txHash": signature,
+                "amountOut": format_amount(status.amount_out, token_out),
+                "executionPrice": price,
+                "route": order.route,
+            },
+            amount_out=status.amount_out,
+            execution_price=price,
+        )
+
+    async def _fail_or_retry(self, order: Order, error: ExecutionError) -> Order:
+        current = S(order.status)
+        log.info("attempt failed", order_id=str(order.id), attempt=order.attempts,
+                 error=error.message, transient=error.transient)
+        if isinstance(error, TransientError) and order.attempts < self._retry.max_attempts:
+            delay = retry_delay_ms(order.attempts, self._retry.base_ms, self._retry.max_ms,
+                                   self._rng.random())
+            await self._move(order, S.RETRYING, {"error": error.message, "retryInMs": delay},
+                             expected=current)
+            raise RetryLater(delay)
+        reason = error.message
+        if isinstance(error, TransientError):
+            reason = f"{error.message} (gave up after {order.attempts} attempts)"
+        elif not isinstance(error, PermanentError):
+            reason = f"unexpected: {reason}"
+        return await self._move(order, S.FAILED, {"reason": reason}, expected=current,
+                                failure_reason=reason)
+
+    def _chosen_quote(self, order: Order) -> VenueQuote:
+        assert order.route and order.expected_amount_out is not None
+        leg = order.route[0]
+        return VenueQuote(
+            venue=Venue(leg["venue"]),
+            pool_id=leg["pool"],
+            input_mint=order.input_mint,
+            output_mint=order.output_mint,
+            amount_in=order.amount_in,
+            amount_out=order.expected_amount_out,
+            fee=0,
+        )
+
+    async def _move(
+        self,
+        order: Order,
+        target: OrderStatus,
+        payload: dict[str, Any],
+        *,
+        expected: OrderStatus | None = None,
+        new_attempt: bool = False,
+        **fields: Any,
+    ) -> Order:
+        updated, event = await self._repo.transition(
+            order.id, expected or S(order.status), target, payload,
+            new_attempt=new_attempt, **fields,
+        )
+        await self._publisher.publish(event)
+        return updated
+

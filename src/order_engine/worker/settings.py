@@ -1,0 +1,78 @@
+"""The arq worker: settings and the one job it runs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from arq import Retry
+from arq.worker import Function, Worker, func
+
+from order_engine.config import Settings
+from order_engine.market.transactions import engine_wallet
+from order_engine.services import EXECUTE_ORDER_JOB, Services, open_services, queue_name
+from order_engine.services import redis_settings as arq_redis_settings
+from order_engine.worker.pipeline import OrderExecutor, RetryLater, RetryPolicy
+
+log = structlog.get_logger(__name__)
+
+# Attempts are counted on the order's own record; arq's try counter (which also counts
+# crash re-runs) must never be what fails an order, so it is set far out of reach.
+ARQ_MAX_TRIES = 10_000
+JOB_TIMEOUT_S = 120
+
+
+async def execute_order(ctx: dict[str, Any], order_id: str) -> str:
+    executor: OrderExecutor = ctx["executor"]
+    try:
+        status = await executor.execute(uuid.UUID(order_id))
+    except RetryLater as later:
+        raise Retry(defer=timedelta(milliseconds=later.delay_ms)) from None
+    return status.value
+
+
+def build_executor(services: Services) -> OrderExecutor:
+    s = services.settings
+    return OrderExecutor(
+        repo=services.orders,
+        chain=services.chain,
+        venues=services.venues,
+        publisher=services.publisher,
+        wallet=engine_wallet(),
+        retry=RetryPolicy(s.max_attempts, s.retry_base_ms, s.retry_max_ms),
+        quote_timeout_s=s.quote_timeout_s,
+        rng=services.rng,
+    )
+
+
+def execute_order_function() -> Function:
+    return func(  # type: ignore[no-any-return]
+        execute_order, name=EXECUTE_ORDER_JOB, max_tries=ARQ_MAX_TRIES, timeout=JOB_TIMEOUT_S
+    )
+
+
+def create_worker(settings: Settings) -> Worker:
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        services = await open_services(settings)
+        ctx["services"] = services
+        ctx["executor"] = build_executor(services)
+        log.info("worker ready", queue=queue_name(settings), concurrency=settings.worker_concurrency)
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        services: Services | None = ctx.get("services")
+        if services is not None:
+            await services.close()
+
+    return Worker(
+        functions=[execute_order_function()],
+        queue_name=queue_name(settings),
+        redis_settings=arq_redis_settings(settings),
+        max_jobs=settings.worker_concurrency,
+        keep_result=0,
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
+        health_check_key=f"{queue_name(settings)}:health-check",
+        job_completion_wait=30,
+    )
