@@ -53,12 +53,13 @@ def execute_order_function() -> Function:
     )
 
 
-def create_worker(settings: Settings) -> Worker:
+def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
     async def on_startup(ctx: dict[str, Any]) -> None:
         services = await open_services(settings)
         ctx["services"] = services
         ctx["executor"] = build_executor(services)
-        log.info("worker ready", queue=queue_name(settings), concurrency=settings.worker_concurrency)
+        log.info("worker ready", queue=queue_name(settings),
+                 concurrency=settings.worker_concurrency)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         services: Services | None = ctx.get("services")
@@ -73,6 +74,9 @@ def create_worker(settings: Settings) -> Worker:
         keep_result=0,
         on_startup=on_startup,
         on_shutdown=on_shutdown,
+        handle_signals=handle_signals,
         health_check_key=f"{queue_name(settings)}:health-check",
         job_completion_wait=30,
+        # How often an idle worker looks at the queue: the floor of pick-up latency.
+        poll_delay=0.05,
     )
