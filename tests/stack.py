@@ -46,8 +46,10 @@ class Stack:
         assert response.status_code == 201, response.text
         return str(response.json()["orderId"])
 
-    async def wait_terminal(self, order_id: str, timeout: float = 30) -> dict[str, Any]:
-        async with self.client() as http:
+    async def wait_terminal(
+        self, order_id: str, timeout: float = 30, key: str = API_KEY
+    ) -> dict[str, Any]:
+        async with self.client(key) as http:
             deadline = asyncio.get_running_loop().time() + timeout
             while True:
                 order: dict[str, Any] = (await http.get(f"/api/orders/{order_id}")).json()
@@ -57,8 +59,8 @@ class Stack:
                     raise AssertionError(f"order {order_id} stuck in {order['status']}")
                 await asyncio.sleep(0.02)
 
-    async def events(self, order_id: str) -> list[dict[str, Any]]:
-        async with self.client() as http:
+    async def events(self, order_id: str, key: str = API_KEY) -> list[dict[str, Any]]:
+        async with self.client(key) as http:
             response = await http.get(f"/api/orders/{order_id}/events")
         assert response.status_code == 200, response.text
         return list(response.json()["events"])
@@ -86,6 +88,17 @@ async def _start_worker(settings: Settings) -> tuple[Worker, asyncio.Task[None]]
     return worker, task
 
 
+async def stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
+    """Stop polling, let the jobs in hand finish, then close (as a SIGTERM would)."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    running = [t for t in worker.tasks.values() if not t.done()]
+    if running:
+        await asyncio.wait(running, timeout=15)
+    await worker.close()
+
+
 @contextlib.asynccontextmanager
 async def running_stack(settings: Settings, workers: int = 1) -> AsyncIterator[Stack]:
     port = free_port()
@@ -105,10 +118,7 @@ async def running_stack(settings: Settings, workers: int = 1) -> AsyncIterator[S
         yield Stack(settings, f"http://127.0.0.1:{port}", services, [w for w, _ in started])
     finally:
         for worker, task in started:
-            await worker.close()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_worker(worker, task)
         server.should_exit = True
         await server_task
         await services.close()

@@ -29,8 +29,11 @@ class SubmitOrderRequest(BaseModel):
     type: Literal["market"] = "market"
     inputToken: StrictStr = Field(max_length=64)
     outputToken: StrictStr = Field(max_length=64)
-    amount: StrictStr | StrictInt | float = Field(
-        description="Amount of inputToken in token units, as a decimal string (or number)"
+    # Any JSON value gets through here so that validate_trade reports every problem of the
+    # amount in one message ("must be a decimal string or number", "too many decimals"...).
+    amount: Any = Field(
+        description="Amount of inputToken in token units, as a decimal string (or number)",
+        json_schema_extra={"type": ["string", "number"], "examples": ["1.5"]},
     )
     slippageBps: StrictInt = Field(
         default=DEFAULT_SLIPPAGE_BPS, ge=1, le=MAX_SLIPPAGE_BPS
