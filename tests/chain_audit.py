@@ -44,7 +44,8 @@ async def reserve_mismatches(engine: AsyncEngine) -> list[str]:
             d[0] -= int(swap.amount_out)
     problems = []
     for pool_id, row in pools.items():
-        want = [expected[pool_id][0] + deltas[pool_id][0], expected[pool_id][1] + deltas[pool_id][1]]
+        genesis, delta = expected[pool_id], deltas[pool_id]
+        want = [genesis[0] + delta[0], genesis[1] + delta[1]]
         got = [int(row.reserve_a), int(row.reserve_b)]
         if want != got:
             problems.append(f"{pool_id}: reserves {got}, expected {want}")

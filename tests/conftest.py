@@ -41,7 +41,7 @@ async def database_url() -> AsyncIterator[str]:
         await admin.close()
     url = with_database(admin_url, name)
     await asyncio.to_thread(upgrade_database, url)
-    await seed_chain(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+    await seed_chain(Settings(_env_file=None, database_url=url))
     yield url
     admin = await asyncpg.connect(admin_url)
     try:
@@ -52,9 +52,8 @@ async def database_url() -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
-async def redis_url() -> AsyncIterator[str]:
-    url = server_redis_url()
-    yield url
+def redis_url() -> str:
+    return server_redis_url()
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +77,7 @@ def make_settings(database_url: str, redis_url: str) -> Callable[..., Settings]:
             "log_level": "WARNING",
         }
         values.update(overrides)
-        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        return Settings(_env_file=None, **values)
 
     return make
 

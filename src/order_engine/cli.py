@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from order_engine.config import Settings, get_settings
+from order_engine.supervisor import DEV_KEY_FILE
 
 app = typer.Typer(
     help="Order execution engine for Solana swaps.",
@@ -25,7 +26,6 @@ app.add_typer(keys_app, name="keys")
 console = Console()
 err_console = Console(stderr=True)
 
-from order_engine.supervisor import DEV_KEY_FILE
 
 
 def _fail(message: str) -> typer.Exit:

@@ -27,7 +27,7 @@ class EmbeddedServers:
 
         pgdata = self.data_dir / "postgres"
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
         self._handles.append(server)
         self.database_url = str(server.get_uri())
         return self.database_url

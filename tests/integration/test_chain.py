@@ -45,7 +45,9 @@ async def test_a_signature_is_applied_once_however_often_it_is_sent(stack: Stack
     await asyncio.gather(*(chain.send_transaction(tx.raw) for _ in range(5)))
 
     status = await chain.get_signature_status(tx.signature)
-    assert status is not None and status.err is None and status.amount_out
+    assert status is not None
+    assert status.err is None
+    assert status.amount_out
     after = await _reserves(chain)
     assert after == (before[0] + 123_456_789, before[1] - status.amount_out)
 
@@ -60,7 +62,8 @@ async def test_output_below_minimum_lands_as_slippage_error_and_moves_nothing(
     await chain.send_transaction(tx.raw)
 
     status = await chain.get_signature_status(tx.signature)
-    assert status is not None and status.err == SLIPPAGE_ERROR
+    assert status is not None
+    assert status.err == SLIPPAGE_ERROR
     assert await _reserves(chain) == before
 
 

@@ -9,8 +9,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.stack import Stack
-
 VALID: dict[str, Any] = {"type": "market", "inputToken": "SOL", "outputToken": "USDC",
                          "amount": "1.5", "slippageBps": 50}
 

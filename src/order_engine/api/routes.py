@@ -8,11 +8,11 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Query, Request
-from order_engine.api.responses import JSONResponse
 from sqlalchemy import text
 
 from order_engine.api.auth import require_api_key
 from order_engine.api.problems import ProblemError, validation_problem
+from order_engine.api.responses import JSONResponse
 from order_engine.api.schemas import (
     DEFAULT_SLIPPAGE_BPS,
     MAX_SLIPPAGE_BPS,
@@ -131,7 +131,7 @@ async def list_orders(
                 "message": f"unknown status; one of: {', '.join(s.value for s in OrderStatus)}",
             }]) from None
     try:
-        orders, next_cursor = await services_of(request).orders.list(
+        orders, next_cursor = await services_of(request).orders.list_page(
             api_key_id, wanted, limit, cursor
         )
     except InvalidCursorError as exc:

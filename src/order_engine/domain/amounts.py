@@ -38,12 +38,13 @@ def parse_amount(value: object) -> Decimal:
 
 def to_base_units(amount: Decimal, token: Token) -> int:
     """Token units to integer base units; refuses more fractional digits than the token has."""
-    exponent = amount.normalize().as_tuple().exponent
-    if isinstance(exponent, int) and -exponent > token.decimals:
-        raise AmountError(f"{token.symbol} has at most {token.decimals} decimal places")
     with localcontext() as ctx:
-        ctx.prec = 80
-        return int(amount.scaleb(token.decimals))
+        # Wide enough for any amount parse_amount lets through, so nothing here rounds.
+        ctx.prec = 200
+        scaled = amount.scaleb(token.decimals)
+        if scaled != scaled.to_integral_value():
+            raise AmountError(f"{token.symbol} has at most {token.decimals} decimal places")
+        return int(scaled)
 
 
 def from_base_units(units: int, token: Token) -> Decimal:

@@ -122,7 +122,7 @@ class OrderRepository:
             raise OrderNotFoundError(str(order_id))
         return order
 
-    async def list(
+    async def list_page(
         self,
         api_key_id: uuid.UUID,
         status: OrderStatus | None,

@@ -156,13 +156,14 @@ class OrderExecutor:
         return await self._move(order, S.SUBMITTED, {"txHash": signed.signature})
 
     async def _confirm(self, order: Order) -> Order:
-        signature, raw = order.tx_signature, order.tx_bytes
-        assert signature is not None and raw is not None and order.tx_last_valid_slot is not None
+        signature, raw, last_valid = order.tx_signature, order.tx_bytes, order.tx_last_valid_slot
+        if signature is None or raw is None or last_valid is None:
+            raise PermanentError("order is submitted but has no stored transaction")
         poll_s = max(0.005, 0.2 * self._chain.latency_scale)
         while True:
             status = await self._chain.get_signature_status(signature)
             if status is None:
-                if not await self._chain.is_blockhash_valid(order.tx_last_valid_slot):
+                if not await self._chain.is_blockhash_valid(last_valid):
                     raise BlockhashExpiredError("transaction expired before it landed")
                 await self._chain.send_transaction(raw)
                 continue
@@ -209,7 +210,8 @@ class OrderExecutor:
                                 failure_reason=reason)
 
     def _chosen_quote(self, order: Order) -> VenueQuote:
-        assert order.route and order.expected_amount_out is not None
+        if not order.route or order.expected_amount_out is None:
+            raise PermanentError("order is building but has no stored route")
         leg = order.route[0]
         return VenueQuote(
             venue=Venue(leg["venue"]),

@@ -48,7 +48,7 @@ def build_executor(services: Services) -> OrderExecutor:
 
 
 def execute_order_function() -> Function:
-    return func(  # type: ignore[no-any-return]
+    return func(
         execute_order, name=EXECUTE_ORDER_JOB, max_tries=ARQ_MAX_TRIES, timeout=JOB_TIMEOUT_S
     )
 
