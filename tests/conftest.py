@@ -57,7 +57,9 @@ def redis_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def make_settings(database_url: str, redis_url: str) -> Callable[..., Settings]:
+async def make_settings(
+    database_url: str, redis_url: str
+) -> AsyncIterator[Callable[..., Settings]]:
     """Settings for a stack of its own: a fresh Redis prefix (so its own queue and events)."""
     prefixes: list[str] = []
 
@@ -79,16 +81,12 @@ def make_settings(database_url: str, redis_url: str) -> Callable[..., Settings]:
         values.update(overrides)
         return Settings(_env_file=None, **values)
 
-    return make
-
-
-@pytest.fixture(scope="session", autouse=True)
-async def _clean_redis_prefixes(redis_url: str) -> AsyncIterator[None]:
-    yield
+    yield make
     redis = Redis.from_url(redis_url)
     try:
-        async for key in redis.scan_iter(match="oe-test_*", count=1000):
-            await redis.delete(key)
+        for prefix in prefixes:
+            async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
+                await redis.delete(key)
     finally:
         await redis.aclose()
 

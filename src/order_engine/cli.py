@@ -213,7 +213,7 @@ def _watch(url: str, key: str, order_id: str) -> int:
                         err_console.print(f"[red]{event.get('message')}[/]")
                         return 1
                     final = event["status"]
-                    console.print(_event_line(event))
+                    console.print(_event_line(event), soft_wrap=True)
             except ConnectionClosed:
                 pass
             if ws.close_code == 4401:
