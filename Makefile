@@ -11,13 +11,13 @@ help:
 	@echo "make run    start PostgreSQL + Redis (embedded unless DATABASE_URL/REDIS_URL are set),"
 	@echo "            migrate, and run the API on :3000 with one worker (Ctrl-C stops it all)"
 	@echo "make test   ruff + mypy + the whole test suite against real PostgreSQL and Redis"
-	@echo "make lock   re-pin requirements.lock from pyproject.toml"
+	@echo "make lock   re-pin requirements.lock (runtime) and requirements-dev.lock from pyproject.toml"
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required (set PYTHON=...)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
@@ -40,7 +40,8 @@ unit: install
 
 lock:
 	$(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements-dev.lock
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

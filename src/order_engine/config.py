@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     retry_base_ms: int = Field(default=500, ge=0)
     retry_max_ms: int = Field(default=10_000, ge=0)
 
+    # The worker's sweep re-enqueues unfinished orders that have not moved for this long
+    # (enqueue lost, Redis flushed); a job that is still queued or running is left alone.
+    sweep_interval_s: int = Field(default=10, ge=1, le=60)
+    sweep_stale_s: float = Field(default=15.0, gt=0)
+
     bootstrap_api_key: str = ""
 
     # 1.0 = realistic (quotes ~200 ms, confirmation 2-3 s); 0 = instant.
@@ -41,6 +46,11 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
 
     log_level: str = "INFO"
+
+    @field_validator("sim_seed", mode="before")
+    @classmethod
+    def _empty_seed_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @property
     def sqlalchemy_url(self) -> str:

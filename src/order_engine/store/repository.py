@@ -5,13 +5,18 @@ from __future__ import annotations
 import base64
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from order_engine.domain.orders import OrderStatus, OrderType, check_transition
+from order_engine.domain.orders import (
+    TERMINAL_STATUSES,
+    OrderStatus,
+    OrderType,
+    check_transition,
+)
 from order_engine.store.models import Order, OrderEvent
 
 
@@ -145,6 +150,19 @@ class OrderRepository:
             orders = list((await session.execute(stmt)).scalars())
         next_cursor = encode_cursor(orders[limit - 1]) if len(orders) > limit else None
         return orders[:limit], next_cursor
+
+    async def stale_unfinished(self, older_than_s: float, limit: int = 1000) -> list[uuid.UUID]:
+        """Orders not terminal and not moved for `older_than_s`: candidates for re-enqueue."""
+        cutoff = _now() - timedelta(seconds=older_than_s)
+        stmt = (
+            select(Order.id)
+            .where(Order.status.not_in([s.value for s in TERMINAL_STATUSES]),
+                   Order.updated_at < cutoff)
+            .order_by(Order.updated_at)
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            return list((await session.execute(stmt)).scalars())
 
     async def events(self, order_id: uuid.UUID, after_seq: int = 0) -> list[EventRecord]:
         stmt = (

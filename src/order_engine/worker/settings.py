@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from arq import Retry
+from arq import Retry, cron
 from arq.worker import Function, Worker, func
 
 from order_engine.config import Settings
@@ -31,6 +31,21 @@ async def execute_order(ctx: dict[str, Any], order_id: str) -> str:
     except RetryLater as later:
         raise Retry(defer=timedelta(milliseconds=later.delay_ms)) from None
     return status.value
+
+
+async def sweep_unfinished_orders(ctx: dict[str, Any]) -> int:
+    """Re-enqueue acknowledged orders that no job is carrying; returns how many were."""
+    services: Services = ctx["services"]
+    stale = await services.orders.stale_unfinished(services.settings.sweep_stale_s)
+    enqueued = 0
+    for order_id in stale:
+        # Job id = order id: arq refuses the enqueue while a job for it is queued,
+        # deferred or running, so this only revives orders nothing is working on.
+        if await services.enqueue_order(str(order_id)):
+            enqueued += 1
+    if enqueued:
+        log.warning("sweep re-enqueued unfinished orders", count=enqueued)
+    return enqueued
 
 
 def build_executor(services: Services) -> OrderExecutor:
@@ -68,6 +83,16 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
 
     return Worker(
         functions=[execute_order_function()],
+        cron_jobs=[
+            cron(
+                sweep_unfinished_orders,
+                name="sweep_unfinished_orders",
+                second=set(range(0, 60, settings.sweep_interval_s)),
+                unique=True,
+                run_at_startup=True,
+                timeout=60,
+            )
+        ],
         queue_name=queue_name(settings),
         redis_settings=arq_redis_settings(settings),
         max_jobs=settings.worker_concurrency,
