@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_DOWN, Decimal, InvalidOperation, localcontext
 
 from order_engine.domain.tokens import Token
@@ -9,6 +10,14 @@ from order_engine.domain.tokens import Token
 
 class AmountError(ValueError):
     pass
+
+
+# Plain ASCII decimal notation, optionally with an exponent (JSON numbers such as 1e-07);
+# no underscores, no non-ASCII digits, which Decimal() alone would accept.
+_DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+_NON_FINITE = {"nan", "snan", "inf", "infinity"}
+# Far beyond any token amount, and small enough that no arithmetic on it is slow.
+MIN_EXPONENT, MAX_EXPONENT = -64, 64
 
 
 def parse_amount(value: object) -> Decimal:
@@ -25,14 +34,18 @@ def parse_amount(value: object) -> Decimal:
     text = value.strip()
     if not text or len(text) > 64:
         raise AmountError("must be a decimal string of at most 64 characters")
+    if text.lower().lstrip("+-") in _NON_FINITE:
+        raise AmountError("must be a finite number")
+    if not _DECIMAL.fullmatch(text):
+        raise AmountError(f"{value!r} is not a decimal number")
     try:
         amount = Decimal(text)
     except InvalidOperation:
         raise AmountError(f"{value!r} is not a decimal number") from None
-    if not amount.is_finite():
-        raise AmountError("must be a finite number")
     if amount <= 0:
         raise AmountError("must be greater than 0")
+    if not MIN_EXPONENT <= amount.adjusted() <= MAX_EXPONENT:
+        raise AmountError("is out of range")
     return amount
 
 
