@@ -126,7 +126,11 @@ async def test_unknown_route_and_method_are_problems(client: httpx.AsyncClient) 
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
     lambda children: st.lists(children, max_size=3)
     | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=8,
