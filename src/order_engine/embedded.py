@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ class EmbeddedServers:
     _handles: list[Any] = field(default_factory=list)
 
     def start_postgres(self) -> str:
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless here.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
         import pgserver
 
         pgdata = self.data_dir / "postgres"

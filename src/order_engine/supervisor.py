@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import subprocess
@@ -13,7 +14,6 @@ from types import FrameType
 
 import httpx
 from rich.console import Console
-from rich.panel import Panel
 
 from order_engine.config import Settings
 from order_engine.embedded import EmbeddedServers
@@ -121,22 +121,24 @@ def run_stack(settings: Settings, workers: int = 1) -> int:
 
 
 def _banner(url: str, key: str, settings: Settings, workers: int) -> None:
+    # Commands are printed bare (no box, no wrapping) so they paste as they are.
     curl = (
         f"curl -s -X POST {url}/api/orders -H 'Authorization: Bearer {key}' "
         "-H 'Content-Type: application/json' "
         "-d '{\"inputToken\":\"SOL\",\"outputToken\":\"USDC\",\"amount\":\"1.5\"}'"
     )
-    console.print(
-        Panel.fit(
-            f"[bold]API[/]          {url}   (OpenAPI docs: {url}/docs)\n"
-            f"[bold]Dev API key[/]  {key}\n"
-            f"[bold]Workers[/]      {workers} x {settings.worker_concurrency} concurrent orders,"
-            f" simulated latency x{settings.sim_latency_scale}\n\n"
-            f"[bold]Submit an order:[/]\n{curl}\n\n"
-            "[bold]Or from this checkout:[/]\n"
-            ".venv/bin/order-engine submit SOL USDC 1.5 --watch\n\n"
-            "[dim]Ctrl-C stops everything.[/]",
-            title="order-engine is running",
-            border_style="green",
-        )
-    )
+    print_ = functools.partial(console.print, soft_wrap=True, highlight=False)
+    print_()
+    print_("[bold green]order-engine is running[/]")
+    print_(f"  API          {url}")
+    print_(f"  API docs     {url}/docs")
+    print_(f"  Dev API key  {key}")
+    print_(f"  Workers      {workers} x {settings.worker_concurrency} concurrent orders, "
+           f"simulated latency x{settings.sim_latency_scale}")
+    print_("\n[bold]Submit an order:[/]")
+    print_(curl)
+    print_("\n[bold]Or submit and watch it live from this checkout:[/]")
+    print_(f"  ORDER_ENGINE_API_KEY={key} .venv/bin/order-engine submit SOL USDC 1.5 --watch")
+    print_(f"\n[bold]Watch an order's events:[/] ws://{url.split('://', 1)[1]}"
+           f"/ws/orders/<orderId>?apiKey={key}")
+    print_("\n[dim]Ctrl-C stops everything.[/]\n")
