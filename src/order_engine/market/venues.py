@@ -16,6 +16,7 @@ from order_engine.domain.errors import (
     VenueTimeoutError,
 )
 from order_engine.domain.routing import VenueQuote
+from order_engine.domain.tokens import token_by_mint
 from order_engine.market.chain import SimulatedChain
 from order_engine.market.programs import SwapInstruction, pool_address
 
@@ -99,7 +100,9 @@ async def quote_all(
             raise error
     if errors:
         raise errors[0]
-    raise NoRouteError("no venue has a pool for this pair")
+    pair = f"{token_by_mint(input_mint).symbol}/{token_by_mint(output_mint).symbol}"
+    raise NoRouteError(f"no venue has a pool for {pair} (routes through other tokens "
+                       "are not supported yet)")
 
 
 def venues_for(chain: SimulatedChain, rng: random.Random) -> list[SimulatedVenue]:

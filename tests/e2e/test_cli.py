@@ -1,0 +1,64 @@
+"""The `order-engine` command line against a running service."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import pytest
+
+from tests.processes import env_for
+from tests.stack import API_KEY, Stack
+
+pytestmark = pytest.mark.e2e
+
+
+async def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "order_engine.cli", *args],
+        env={**env_for(stack.settings), "COLUMNS": "200"},
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+async def test_submit_watch_prints_each_status_and_exits_0(stack: Stack) -> None:
+    result = await _cli(stack, "submit", "sol", "usdc", "0.25", "--watch", "--url",
+                        stack.base_url, "--api-key", API_KEY)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for status in ("pending", "routing", "building", "submitted", "confirmed"):
+        assert any(status in line for line in lines), result.stdout
+    order_id = lines[0].strip()
+    order = await stack.wait_terminal(order_id)
+    assert order["txHash"] in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["submit", "SOL", "DOGE", "1"], "unknown token 'DOGE'"),
+        (["submit", "SOL", "USDC", "1", "--api-key", "wrong"], "Unauthorized"),
+        (["submit", "SOL", "USDC", "1", "--url", "http://127.0.0.1:9"], "cannot reach"),
+    ],
+)
+async def test_cli_errors_are_clear_and_exit_non_zero(
+    stack: Stack, args: list[str], says: str
+) -> None:
+    if "--url" not in args:
+        args = [*args, "--url", stack.base_url]
+    if "--api-key" not in args:
+        args = [*args, "--api-key", API_KEY]
+    result = await _cli(stack, *args)
+    assert result.returncode == 1
+    assert says in result.stderr
+
+
+async def test_keys_create_prints_a_key_that_works(stack: Stack) -> None:
+    result = await _cli(stack, "keys", "create", "--name", "cli-test")
+    assert result.returncode == 0, result.stderr
+    key = result.stdout.strip()
+    assert key.startswith("oe_")
+    async with stack.client(key) as http:
+        assert (await http.get("/api/tokens")).status_code == 200
