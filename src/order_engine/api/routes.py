@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import re
 import uuid
 from typing import Annotated, Any
 
+import orjson
 import structlog
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy import text
 
 from order_engine.api.auth import require_api_key
@@ -29,11 +32,26 @@ from order_engine.domain.routing import best_quote, quote_to_json, route_to_json
 from order_engine.domain.tokens import TOKENS
 from order_engine.market.venues import quote_all
 from order_engine.services import Services
-from order_engine.store.repository import InvalidCursorError, NewOrder, OrderNotFoundError
+from order_engine.store.repository import (
+    IdempotencyClaim,
+    IdempotencyInFlightError,
+    IdempotencyMismatchError,
+    InvalidCursorError,
+    NewOrder,
+    OrderNotFoundError,
+)
 
 log = structlog.get_logger(__name__)
 
 router = APIRouter()
+IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+
+
+def request_fingerprint(new: NewOrder) -> str:
+    """What makes two submissions "the same body": the order they would create."""
+    canonical = orjson.dumps([new.type.value, new.input_mint, new.output_mint,
+                              str(new.amount_in), new.slippage_bps])
+    return hashlib.sha256(canonical).hexdigest()
 ApiKeyId = Annotated[uuid.UUID, Depends(require_api_key)]
 
 
@@ -56,36 +74,73 @@ def _parse_order_id(order_id: str) -> uuid.UUID:
 @router.post("/api/orders/execute", status_code=201, tags=["orders"],
              summary="Submit order (alias)")
 async def submit_order(
-    body: SubmitOrderRequest, request: Request, api_key_id: ApiKeyId
+    body: SubmitOrderRequest,
+    request: Request,
+    api_key_id: ApiKeyId,
+    idempotency_key: Annotated[
+        str | None,
+        Header(alias="Idempotency-Key", description="Same key + same body within 24 h "
+               "returns the first answer again and creates nothing."),
+    ] = None,
 ) -> JSONResponse:
     services = services_of(request)
+    errors: list[dict[str, str]] = []
+    valid = None
     try:
         valid = validate_order(body, services.settings.max_order_amount)
     except OrderValidationError as exc:
-        raise validation_problem(exc.errors) from None
-    order, event = await services.orders.create(
-        NewOrder(
-            api_key_id=api_key_id,
-            type=valid.type,
-            input_mint=valid.input_token.mint,
-            output_mint=valid.output_token.mint,
-            amount_in=valid.amount_in,
-            slippage_bps=valid.slippage_bps,
-        )
+        errors += exc.errors
+    if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+        errors.append({"field": "Idempotency-Key",
+                       "message": "must be 1 to 255 visible ASCII characters"})
+    if errors or valid is None:
+        raise validation_problem(errors)
+    new = NewOrder(
+        api_key_id=api_key_id,
+        type=valid.type,
+        input_mint=valid.input_token.mint,
+        output_mint=valid.output_token.mint,
+        amount_in=valid.amount_in,
+        slippage_bps=valid.slippage_bps,
     )
-    # The order is committed; from here it is never lost. If Redis is down the enqueue
-    # fails, and the worker's sweep finds the pending order and enqueues it.
-    order_id = str(order.id)
+    claim = None
+    if idempotency_key is not None:
+        claim = IdempotencyClaim(idempotency_key, request_fingerprint(new))
     try:
-        await asyncio.wait_for(services.enqueue_order(order_id), 5)
-    except Exception as exc:
-        log.warning("enqueue failed; the sweep will pick the order up", order_id=order_id,
-                    error=str(exc))
-    await services.publisher.publish(event)
+        created = await services.orders.create_idempotent(new, claim)
+    except IdempotencyInFlightError:
+        raise ProblemError(
+            409, "Request in flight",
+            "a request with this Idempotency-Key is still being handled; retry shortly",
+            type_="idempotency-in-flight", headers={"Retry-After": "1"},
+        ) from None
+    except IdempotencyMismatchError:
+        raise ProblemError(
+            422, "Idempotency key reused",
+            "this Idempotency-Key was used with a different request body",
+            type_="idempotency-key-reused",
+            errors=[{"field": "Idempotency-Key",
+                     "message": "already used with a different request"}],
+        ) from None
+    order_id = str(created.order.id)
+    # The order is committed: from here it is never lost. If the enqueue fails (Redis
+    # down), the worker's sweep finds the pending order and enqueues it. A replay of a
+    # still-pending order enqueues again, which does nothing if its job exists.
+    if created.order.status == OrderStatus.PENDING.value:
+        try:
+            await asyncio.wait_for(services.enqueue_order(order_id), 5)
+        except Exception as exc:  # noqa: BLE001 (any enqueue failure is recoverable)
+            log.warning("enqueue failed; the sweep will pick the order up",
+                        order_id=order_id, error=str(exc))
+    if created.event is not None:
+        await services.publisher.publish(created.event)
+    headers = {"Location": f"/api/orders/{order_id}"}
+    if created.replayed:
+        headers["Idempotent-Replayed"] = "true"
     return JSONResponse(
         {"orderId": order_id, "status": "pending", "message": "Order queued successfully"},
         status_code=201,
-        headers={"Location": f"/api/orders/{order_id}"},
+        headers=headers,
     )
 
 
@@ -205,7 +260,7 @@ async def readyz(request: Request) -> JSONResponse:
         try:
             await asyncio.wait_for(check(), 2)
             checks[name] = "ok"
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (any failure means not ready)
             checks[name] = f"error: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},

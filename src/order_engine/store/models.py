@@ -120,3 +120,17 @@ class OrderEvent(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (UniqueConstraint("order_id", "seq", name="uq_order_events_order_seq"),)
+
+
+class IdempotencyKey(Base):
+    """A submission's Idempotency-Key: the same key and body replay the first answer."""
+
+    __tablename__ = "idempotency_keys"
+
+    api_key_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("api_keys.id"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    request_hash: Mapped[str] = mapped_column(Text)
+    order_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("orders.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

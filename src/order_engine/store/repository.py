@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from order_engine.domain.orders import (
@@ -17,7 +18,7 @@ from order_engine.domain.orders import (
     OrderType,
     check_transition,
 )
-from order_engine.store.models import Order, OrderEvent
+from order_engine.store.models import IdempotencyKey, Order, OrderEvent
 
 
 class OrderNotFoundError(LookupError):
@@ -30,6 +31,30 @@ class StaleStatusError(Exception):
     def __init__(self, order_id: uuid.UUID, actual: str) -> None:
         super().__init__(f"order {order_id} is now {actual}")
         self.actual = OrderStatus(actual)
+
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+
+class IdempotencyInFlightError(Exception):
+    """Another request with this Idempotency-Key is being handled right now."""
+
+
+class IdempotencyMismatchError(Exception):
+    """This Idempotency-Key was used with a different request."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyClaim:
+    key: str
+    request_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    order: Order
+    event: EventRecord | None  # None when replayed: nothing new happened
+    replayed: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +117,17 @@ class OrderRepository:
         self._sessions = sessions
 
     async def create(self, new: NewOrder) -> tuple[Order, EventRecord]:
+        created = await self.create_idempotent(new, None)
+        assert created.event is not None
+        return created.order, created.event
+
+    async def create_idempotent(self, new: NewOrder, claim: IdempotencyClaim | None) -> Created:
+        """Store a new order, or with an Idempotency-Key, replay the one the key made.
+
+        The key is claimed under a transaction-scoped advisory lock, in the same transaction
+        as the order: a concurrent request with the same key cannot take the lock and is told
+        it is in flight; once the first commits, the key and its order are there to replay.
+        """
         now = _now()
         order = Order(
             id=uuid.uuid4(),
@@ -112,10 +148,46 @@ class OrderRepository:
             payload={}, created_at=now,
         )
         async with self._sessions.begin() as session:
+            if claim is not None:
+                replay = await self._claim(session, new.api_key_id, claim, now)
+                if replay is not None:
+                    return Created(replay, None, replayed=True)
             session.add(order)
             await session.flush()
             session.add(event)
-        return order, _event_record(event, order.api_key_id)
+            if claim is not None:
+                session.add(IdempotencyKey(api_key_id=new.api_key_id, key=claim.key,
+                                           request_hash=claim.request_hash,
+                                           order_id=order.id, created_at=now))
+        return Created(order, _event_record(event, order.api_key_id), replayed=False)
+
+    async def _claim(
+        self, session: AsyncSession, api_key_id: uuid.UUID, claim: IdempotencyClaim,
+        now: datetime,
+    ) -> Order | None:
+        digest = hashlib.sha256(f"{api_key_id}:{claim.key}".encode()).digest()
+        lock_id = int.from_bytes(digest[:8], "big", signed=True)
+        if not await session.scalar(select(func.pg_try_advisory_xact_lock(lock_id))):
+            raise IdempotencyInFlightError(claim.key)
+        row = await session.get(IdempotencyKey, (api_key_id, claim.key))
+        if row is None:
+            return None
+        if row.created_at <= now - IDEMPOTENCY_WINDOW:
+            await session.delete(row)  # expired: the key may be used afresh
+            await session.flush()
+            return None
+        if row.request_hash != claim.request_hash:
+            raise IdempotencyMismatchError(claim.key)
+        return await session.get(Order, row.order_id)
+
+    async def delete_expired_idempotency_keys(self) -> int:
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                delete(IdempotencyKey).where(
+                    IdempotencyKey.created_at <= _now() - IDEMPOTENCY_WINDOW
+                )
+            )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def get(self, order_id: uuid.UUID, api_key_id: uuid.UUID | None = None) -> Order:
         async with self._sessions() as session:

@@ -45,6 +45,7 @@ async def sweep_unfinished_orders(ctx: dict[str, Any]) -> int:
             enqueued += 1
     if enqueued:
         log.warning("sweep re-enqueued unfinished orders", count=enqueued)
+    await services.orders.delete_expired_idempotency_keys()
     return enqueued
 
 
