@@ -61,13 +61,12 @@ def api() -> None:
 def worker() -> None:
     """Run one worker: takes orders from the queue and executes them."""
     from order_engine.logs import configure_logging
-    from order_engine.worker.settings import create_worker
+    from order_engine.worker.runner import run_worker
 
     settings = get_settings()
     _require_urls(settings)
     configure_logging(settings.log_level)
-    asyncio.set_event_loop(asyncio.new_event_loop())
-    create_worker(settings).run()
+    run_worker(settings)
 
 
 @app.command()

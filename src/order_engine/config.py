@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     # (enqueue lost, Redis flushed); a job that is still queued or running is left alone.
     sweep_interval_s: int = Field(default=10, ge=1, le=60)
     sweep_stale_s: float = Field(default=15.0, gt=0)
+    # A running job's lease: a worker that dies loses its jobs to others after this long.
+    worker_lease_s: float = Field(default=5.0, ge=1)
+    # On SIGTERM a worker finishes the orders in hand for at most this long.
+    worker_shutdown_grace_s: int = Field(default=20, ge=0)
 
     bootstrap_api_key: str = ""
 

@@ -14,6 +14,7 @@ from order_engine.config import Settings
 from order_engine.market.transactions import engine_wallet
 from order_engine.services import EXECUTE_ORDER_JOB, Services, open_services, queue_name
 from order_engine.services import redis_settings as arq_redis_settings
+from order_engine.worker.lease import JobLease
 from order_engine.worker.pipeline import OrderExecutor, RetryLater, RetryPolicy
 
 log = structlog.get_logger(__name__)
@@ -26,8 +27,10 @@ JOB_TIMEOUT_S = 120
 
 async def execute_order(ctx: dict[str, Any], order_id: str) -> str:
     executor: OrderExecutor = ctx["executor"]
+    services: Services = ctx["services"]
     try:
-        status = await executor.execute(uuid.UUID(order_id))
+        async with JobLease(ctx["redis"], ctx["job_id"], services.settings.worker_lease_s):
+            status = await executor.execute(uuid.UUID(order_id))
     except RetryLater as later:
         raise Retry(defer=timedelta(milliseconds=later.delay_ms)) from None
     return status.value
@@ -102,7 +105,9 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         on_shutdown=on_shutdown,
         handle_signals=handle_signals,
         health_check_key=f"{queue_name(settings)}:health-check",
-        job_completion_wait=30,
+        # SIGTERM: stop taking jobs, give those in hand this long, then cancel them (arq
+        # puts a cancelled job back on the queue; the order resumes from its last status).
+        job_completion_wait=settings.worker_shutdown_grace_s,
         # How often an idle worker looks at the queue: the floor of pick-up latency.
         poll_delay=0.05,
     )
