@@ -10,11 +10,10 @@ from typing import Any
 
 import httpx
 import orjson
-import uvicorn
 import websockets
 from arq.worker import Worker
 
-from order_engine.api.app import create_app
+from order_engine.api.server import api_server
 from order_engine.config import Settings
 from order_engine.domain.orders import OrderStatus
 from order_engine.embedded import free_port
@@ -103,10 +102,8 @@ async def stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
 async def running_stack(settings: Settings, workers: int = 1) -> AsyncIterator[Stack]:
     port = free_port()
     settings = settings.model_copy(update={"port": port})
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                       lifespan="on")
-    )
+    server = api_server(settings.model_copy(update={"host": "127.0.0.1"}),
+                        log_level="warning")
     server_task = asyncio.create_task(server.serve())
     while not server.started:
         if server_task.done():

@@ -45,16 +45,13 @@ def _require_urls(settings: Settings) -> None:
 @app.command()
 def api() -> None:
     """Run the HTTP/WebSocket API (uvicorn) on $PORT."""
-    import uvicorn
-
-    from order_engine.api.app import create_app
+    from order_engine.api.server import api_server
     from order_engine.logs import configure_logging
 
     settings = get_settings()
     _require_urls(settings)
     configure_logging(settings.log_level)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, loop="uvloop",
-                http="httptools", log_level="warning", timeout_graceful_shutdown=10)
+    api_server(settings, loop="uvloop", http="httptools", log_level="warning").run()
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Callable
 
@@ -49,3 +50,46 @@ async def test_real_api_and_worker_processes_confirm_an_order_live(
     assert order["status"] == "confirmed"
     # SIGTERM stops both cleanly (uvicorn re-raises the signal once it has shut down).
     assert [p.returncode for p in procs] in ([0, 0], [-signal.SIGTERM, 0])
+
+
+async def test_api_restart_closes_watchers_with_1001_and_they_resume_without_gaps(
+    make_settings: Callable[..., Settings],
+) -> None:
+    port = free_port()
+    settings = make_settings(port=port, sim_latency_scale=1.0)  # confirmation takes 2-3 s
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with processes(settings, "worker") as workers:
+        with processes(settings, "api") as api:
+            await asyncio.to_thread(wait_until_ready, base, [*workers, *api])
+            async with httpx.AsyncClient(base_url=base, headers=headers) as http:
+                created = await http.post(
+                    "/api/orders",
+                    json={"inputToken": "SOL", "outputToken": "USDT", "amount": "1"},
+                )
+            order_id = created.json()["orderId"]
+            ws_url = f"ws://127.0.0.1:{port}/ws/orders/{order_id}"
+            before: list[dict[str, object]] = []
+            async with websockets.connect(ws_url, additional_headers=headers) as ws:
+                before.append(orjson.loads(await ws.recv()))
+                api[0].send_signal(signal.SIGTERM)  # mid-order: routing takes ~200 ms
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    async for raw in ws:
+                        before.append(orjson.loads(raw))
+                first_close = ws.close_code
+        # The order went on without the API; the restarted API replays all of it.
+        with processes(settings, "api") as api_again:
+            await asyncio.to_thread(wait_until_ready, base, api_again)
+            async with websockets.connect(ws_url, additional_headers=headers) as ws:
+                async with asyncio.timeout(30):
+                    after = [orjson.loads(raw) async for raw in ws]
+                second_close = ws.close_code
+
+    assert first_close == 1001
+    assert before[-1]["status"] != "confirmed"  # the restart really was mid-order
+    assert after[: len(before)] == before
+    assert [m["seq"] for m in after] == list(range(1, len(after) + 1))
+    assert [m["status"] for m in after] == [
+        "pending", "routing", "building", "submitted", "confirmed"
+    ]
+    assert second_close == 1000

@@ -29,7 +29,7 @@ async def _swap_tx(chain: SimulatedChain, amount_in: int, min_out: int = 0,
         Pubkey.from_string(USDC.mint), wallet.pubkey(), amount_in, min_out,
     ).to_instruction()
     latest = await chain.get_latest_blockhash()
-    return sign_transaction(wallet, instruction, latest.blockhash)
+    return sign_transaction(wallet, [instruction], latest.blockhash)
 
 
 async def _reserves(chain: SimulatedChain) -> tuple[int, int]:

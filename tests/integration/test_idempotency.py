@@ -113,6 +113,6 @@ async def test_concurrent_duplicates_create_exactly_one_order(stack: Stack) -> N
 @pytest.mark.parametrize("bad", ["", "x" * 256, "naïve"])
 async def test_malformed_idempotency_key_is_422(client: httpx.AsyncClient, bad: str) -> None:
     response = await client.post("/api/orders", json=BODY,
-                                 headers={"Idempotency-Key": bad.encode("utf-8")})
+                                 headers=[(b"Idempotency-Key", bad.encode("utf-8"))])
     assert response.status_code == 422
     assert "Idempotency-Key" in [e["field"] for e in response.json()["errors"]]

@@ -17,6 +17,7 @@ from order_engine.services import Services
 from order_engine.store.models import Order
 from order_engine.store.repository import NewOrder
 from order_engine.worker.settings import build_executor
+from tests.chain_audit import landed_count
 from tests.stack import Stack
 
 
@@ -134,3 +135,15 @@ async def test_redelivered_job_for_a_finished_order_does_nothing(stack: Stack) -
 
     assert status is OrderStatus.CONFIRMED
     assert await stack.events(order_id) == before
+
+
+async def test_identical_orders_get_distinct_transactions_and_both_land(stack: Stack) -> None:
+    # Same pair, amount and slippage, at the same moment: without the memo naming the
+    # order, both would sign byte-identical transactions and the chain would apply one.
+    ids = await asyncio.gather(*(stack.submit(amount="0.777", slippageBps=500)
+                                 for _ in range(4)))
+    orders = [await stack.wait_terminal(order_id) for order_id in ids]
+    assert [o["status"] for o in orders] == ["confirmed"] * 4
+    signatures = {o["txHash"] for o in orders}
+    assert len(signatures) == 4
+    assert await landed_count(stack.services.engine, list(signatures)) == 4

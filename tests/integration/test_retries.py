@@ -51,14 +51,21 @@ async def test_transient_failures_retry_with_backoff_then_fail_with_reason(
 async def test_flaky_submissions_still_confirm_each_order_once(
     make_settings: Callable[..., Settings],
 ) -> None:
-    settings = make_settings(sim_failure_rate=0.5, max_attempts=10, retry_base_ms=5,
-                             retry_max_ms=20, sim_seed=7)
+    # 30% of submissions dropped, 12 attempts: all 30 orders confirm unless one is dropped
+    # 12 times running (p < 1e-5), and some order needs a retry unless none is dropped at
+    # all (p = 0.7^30 < 1e-4). Wide slippage: this test is about drops, not price moves.
+    settings = make_settings(sim_failure_rate=0.3, max_attempts=12, retry_base_ms=5,
+                             retry_max_ms=20)
     async with running_stack(settings) as stack:
-        ids = await asyncio.gather(*(stack.submit(amount=f"0.{i + 1}") for i in range(20)))
+        ids = await asyncio.gather(*(
+            stack.submit(amount=f"0.{i + 1}", slippageBps=500) for i in range(30)
+        ))
         orders = [await stack.wait_terminal(i) for i in ids]
         histories = [await stack.events(i) for i in ids]
 
-    assert all(o["status"] == "confirmed" for o in orders), [o["failureReason"] for o in orders]
+    unconfirmed = [(o["status"], o["attempts"], o["failureReason"]) for o in orders
+                   if o["status"] != "confirmed"]
+    assert unconfirmed == []
     assert any(o["attempts"] > 1 for o in orders)
     signatures = [o["txHash"] for o in orders]
     assert await landed_count(stack.services.engine, signatures) == len(ids)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -32,6 +33,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = services
         app.state.authenticator = Authenticator(services.api_keys)
         app.state.hub = hub
+        # Set at shutdown: WebSocket handlers close with 1001 (see api/server.py).
+        app.state.closing = asyncio.Event()
         log.info("api ready", port=settings.port)
         try:
             yield

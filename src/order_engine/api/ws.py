@@ -25,6 +25,7 @@ from order_engine.store.repository import OrderNotFoundError
 router = APIRouter()
 
 CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 # With no live event for this long, look at PostgreSQL anyway (covers a publish lost
@@ -84,27 +85,32 @@ async def watch_order(websocket: WebSocket, order_id: str) -> None:
     subscription = hub.subscribe(oid)
     stream = _Stream(websocket, services, oid)
     receiver = asyncio.create_task(_drain_client(websocket))
+    closing = asyncio.create_task(websocket.app.state.closing.wait())
     try:
         await stream.catch_up()
-        while not stream.done and not receiver.done():
+        while not stream.done and not receiver.done() and not closing.done():
             getter = asyncio.ensure_future(subscription.queue.get())
             finished, _ = await asyncio.wait(
-                {getter, receiver}, timeout=QUIET_RECHECK_S,
+                {getter, receiver, closing}, timeout=QUIET_RECHECK_S,
                 return_when=asyncio.FIRST_COMPLETED,
             )
             if getter in finished:
                 await stream.on_live(getter.result())
             else:
                 getter.cancel()
-                if receiver in finished:
-                    break  # the client went away
+                if receiver in finished or closing in finished:
+                    break  # the client went away, or we are shutting down
                 await stream.catch_up()
-        if stream.done and websocket.application_state is WebSocketState.CONNECTED:
-            await websocket.close(CLOSE_NORMAL, "order reached a terminal status")
+        if websocket.application_state is WebSocketState.CONNECTED:
+            if stream.done:
+                await websocket.close(CLOSE_NORMAL, "order reached a terminal status")
+            elif closing.done():
+                await websocket.close(CLOSE_GOING_AWAY, "server shutting down; reconnect")
     except (WebSocketDisconnect, TimeoutError, RuntimeError):
         pass  # client gone, or too slow to take a message within SEND_TIMEOUT_S
     finally:
         subscription.close()
+        closing.cancel()
         receiver.cancel()
         with contextlib.suppress(BaseException):
             await receiver

@@ -31,7 +31,12 @@ from order_engine.domain.errors import (
 )
 from order_engine.market import tables
 from order_engine.market.genesis import DEFAULT_POOLS, PoolSpec
-from order_engine.market.programs import MalformedInstructionError, decode_swap, pool_address
+from order_engine.market.programs import (
+    MEMO_PROGRAM_ID,
+    MalformedInstructionError,
+    decode_swap,
+    pool_address,
+)
 
 # Solana: a blockhash is valid for 150 slots of ~400 ms.
 BLOCKHASH_VALID_SLOTS = 150
@@ -182,10 +187,12 @@ class SimulatedChain:
             raise TransactionDroppedError("transaction dropped: RPC node did not forward it")
 
         message = tx.message
-        if len(message.instructions) != 1:
-            raise PermanentError("expected exactly one swap instruction")
-        ix = message.instructions[0]
         keys = list(message.account_keys)
+        swaps = [ix for ix in message.instructions
+                 if keys[ix.program_id_index] != MEMO_PROGRAM_ID]
+        if len(swaps) != 1:
+            raise PermanentError("expected exactly one swap instruction (and any memos)")
+        ix = swaps[0]
         try:
             swap = decode_swap(
                 keys[ix.program_id_index], [keys[i] for i in ix.accounts], bytes(ix.data)

@@ -18,6 +18,17 @@ PROGRAM_IDS: dict[Venue, Pubkey] = {
 }
 VENUE_BY_PROGRAM = {program: venue for venue, program in PROGRAM_IDS.items()}
 
+# SPL Memo: the engine tags every transaction with its order id and attempt. Two orders
+# with the same pool, amounts and blockhash would otherwise be byte-identical, so the same
+# signature, and the chain would (rightly) apply only one of them.
+MEMO_PROGRAM_ID = Pubkey.from_string("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr")
+
+
+def memo_instruction(text: str, signer: Pubkey) -> Instruction:
+    return Instruction(MEMO_PROGRAM_ID, text.encode(),
+                       [AccountMeta(signer, is_signer=True, is_writable=False)])
+
+
 # Raydium AMM v4 numbers its swap-base-in instruction 9; we use that layout for both
 # simulated programs: tag u8, amount_in u64, minimum_amount_out u64 (little endian).
 SWAP_BASE_IN = 9

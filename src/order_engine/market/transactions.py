@@ -23,9 +23,9 @@ def engine_wallet(seed: str = "order-engine-simulated-wallet") -> Keypair:
     return Keypair.from_seed(hashlib.sha256(seed.encode()).digest())
 
 
-def sign_transaction(payer: Keypair, instruction: Instruction, blockhash: Hash) -> (
+def sign_transaction(payer: Keypair, instructions: list[Instruction], blockhash: Hash) -> (
     SignedTransaction
 ):
-    message = Message.new_with_blockhash([instruction], payer.pubkey(), blockhash)
+    message = Message.new_with_blockhash(instructions, payer.pubkey(), blockhash)
     tx = Transaction([payer], message, blockhash)
     return SignedTransaction(signature=str(tx.signatures[0]), raw=bytes(tx))

@@ -32,6 +32,7 @@ from order_engine.domain.routing import VenueQuote, best_quote, quote_to_json, r
 from order_engine.domain.tokens import token_by_mint
 from order_engine.events import EventPublisher
 from order_engine.market.chain import SLIPPAGE_ERROR, SimulatedChain
+from order_engine.market.programs import memo_instruction
 from order_engine.market.transactions import sign_transaction
 from order_engine.market.venues import SimulatedVenue, quote_all
 from order_engine.store.models import Order
@@ -148,7 +149,8 @@ class OrderExecutor:
         instruction = self._venues[quote.venue].swap_instruction(
             quote, order.min_amount_out, self._wallet.pubkey()
         )
-        signed = sign_transaction(self._wallet, instruction, latest.blockhash)
+        memo = memo_instruction(f"order-engine:{order.id}:{order.attempts}", self._wallet.pubkey())
+        signed = sign_transaction(self._wallet, [memo, instruction], latest.blockhash)
         await self._repo.record_transaction(
             order.id, order.tx_signature, signed.signature, signed.raw, latest.last_valid_slot
         )
