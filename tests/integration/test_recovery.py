@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from arq import Retry
 from sqlalchemy import func, select, update
 
 from order_engine.domain.orders import OrderStatus, OrderType
@@ -16,7 +18,7 @@ from order_engine.market.chain import SimulatedChain
 from order_engine.services import Services
 from order_engine.store.models import Order
 from order_engine.store.repository import NewOrder
-from order_engine.worker.settings import build_executor
+from order_engine.worker.settings import build_executor, execute_order
 from tests.chain_audit import landed_count
 from tests.stack import Stack
 
@@ -147,3 +149,52 @@ async def test_identical_orders_get_distinct_transactions_and_both_land(stack: S
     signatures = {o["txHash"] for o in orders}
     assert len(signatures) == 4
     assert await landed_count(stack.services.engine, list(signatures)) == 4
+
+
+class BrokenChain(SimulatedChain):
+    """A bug in the chain client: it raises something the pipeline does not expect."""
+
+    def __init__(self, real: SimulatedChain) -> None:
+        super().__init__(real._engine, latency_scale=real.latency_scale)
+
+    async def get_latest_blockhash(self) -> Any:
+        raise ValueError("unexpected shape of RPC answer")
+
+    async def get_signature_status(self, signature: str) -> Any:
+        raise ValueError("unexpected shape of RPC answer")
+
+
+async def test_a_bug_before_any_transaction_fails_the_order_with_the_reason(
+    stack: Stack,
+) -> None:
+    services = stack.services
+    order_id = await _new_order(services, _unique_amount())
+    executor = build_executor(services)
+    executor._chain = BrokenChain(services.chain)
+    ctx = {"executor": executor, "services": services, "redis": services.redis,
+           "job_id": str(order_id)}
+
+    assert await execute_order(ctx, str(order_id)) == "failed"
+
+    order = await services.orders.get(order_id)
+    assert order.status == "failed"
+    assert order.failure_reason == "internal error: ValueError: unexpected shape of RPC answer"
+
+
+async def test_a_bug_after_signing_retries_instead_of_guessing(stack: Stack) -> None:
+    services = stack.services
+    order_id = await _new_order(services, _unique_amount())
+    crashing = build_executor(services)
+    crashing._chain = CrashingChain(services.chain, "before-send")
+    with pytest.raises(SimulatedCrash):
+        await crashing.execute(order_id)  # signed and stored, never sent
+    executor = build_executor(services)
+    executor._chain = BrokenChain(services.chain)
+    ctx = {"executor": executor, "services": services, "redis": services.redis,
+           "job_id": str(order_id)}
+
+    with pytest.raises(Retry):
+        await execute_order(ctx, str(order_id))
+    assert (await services.orders.get(order_id)).status == "building"  # not failed
+
+    assert await build_executor(services).execute(order_id) is OrderStatus.CONFIRMED

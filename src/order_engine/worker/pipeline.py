@@ -91,6 +91,17 @@ class OrderExecutor:
                 order = await self._fail_or_retry(order, error)
         return S(order.status)
 
+    async def fail_after_bug(self, order_id: uuid.UUID, error: BaseException) -> bool:
+        """Fail an order that hit an unexpected error, unless a transaction of it may
+        have landed (then only a later run that asks the chain may decide). True if failed.
+        """
+        order = await self._repo.get(order_id)
+        if S(order.status).is_terminal or order.tx_signature is not None:
+            return S(order.status) is S.FAILED
+        reason = f"internal error: {type(error).__name__}: {error}"[:500]
+        await self._move(order, S.FAILED, {"reason": reason}, failure_reason=reason)
+        return True
+
     async def _step(self, order: Order) -> Order:
         status = S(order.status)
         if status in (S.PENDING, S.RETRYING):

@@ -9,8 +9,12 @@ from typing import Any
 import structlog
 from arq import Retry, cron
 from arq.worker import Function, Worker, func
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from order_engine.config import Settings
+from order_engine.domain.orders import OrderStatus
 from order_engine.market.transactions import engine_wallet
 from order_engine.services import EXECUTE_ORDER_JOB, Services, open_services, queue_name
 from order_engine.services import redis_settings as arq_redis_settings
@@ -25,14 +29,31 @@ ARQ_MAX_TRIES = 10_000
 JOB_TIMEOUT_S = 120
 
 
+# PostgreSQL or Redis unreachable, a statement timeout: the order is fine where it is
+# (every step is checkpointed), so the job simply runs again a little later.
+INFRASTRUCTURE_ERRORS = (DBAPIError, PoolTimeoutError, RedisError, OSError, TimeoutError)
+INFRASTRUCTURE_RETRY = timedelta(seconds=1)
+BUG_RETRY = timedelta(seconds=5)
+
+
 async def execute_order(ctx: dict[str, Any], order_id: str) -> str:
     executor: OrderExecutor = ctx["executor"]
     services: Services = ctx["services"]
+    oid = uuid.UUID(order_id)
     try:
         async with JobLease(ctx["redis"], ctx["job_id"], services.settings.worker_lease_s):
-            status = await executor.execute(uuid.UUID(order_id))
+            status = await executor.execute(oid)
     except RetryLater as later:
         raise Retry(defer=timedelta(milliseconds=later.delay_ms)) from None
+    except INFRASTRUCTURE_ERRORS as exc:
+        log.warning("infrastructure error; order job will run again", order_id=order_id,
+                    error=f"{type(exc).__name__}: {exc}")
+        raise Retry(defer=INFRASTRUCTURE_RETRY) from None
+    except Exception as exc:
+        log.exception("unexpected error executing order", order_id=order_id)
+        if await executor.fail_after_bug(oid, exc):
+            return OrderStatus.FAILED.value
+        raise Retry(defer=BUG_RETRY) from None
     return status.value
 
 
