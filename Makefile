@@ -5,12 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint typecheck unit lock clean
+.PHONY: help install run test chaos lint typecheck unit lock clean
 
 help:
 	@echo "make run    start PostgreSQL + Redis (embedded unless DATABASE_URL/REDIS_URL are set),"
 	@echo "            migrate, and run the API on :3000 with one worker (Ctrl-C stops it all)"
 	@echo "make test   ruff + mypy + the whole test suite against real PostgreSQL and Redis"
+	@echo "make chaos  500 orders through worker kills, Redis wipes, dropped DB connections"
+	@echo "            and API restarts; prints the invariants (a smaller run is in make test)"
 	@echo "make lock   re-pin requirements.lock (runtime) and requirements-dev.lock from pyproject.toml"
 
 $(STAMP): pyproject.toml requirements-dev.lock
@@ -34,6 +36,9 @@ typecheck: install
 
 test: lint typecheck
 	$(BIN)/pytest
+
+chaos: install
+	$(BIN)/python -m tests.chaos
 
 unit: install
 	$(BIN)/pytest tests/unit

@@ -8,6 +8,9 @@ import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -108,6 +111,17 @@ def install_problem_handlers(app: FastAPI) -> None:
                                 type_=title.lower().replace(" ", "-"),
                                 headers=getattr(exc, "headers", None),
                                 instance=request.url.path)
+
+    async def _unavailable(request: Request, exc: Exception) -> Response:
+        log.warning("dependency unavailable", path=request.url.path,
+                    error=f"{type(exc).__name__}: {exc}")
+        return problem_response(503, "Service unavailable", "a backing service (PostgreSQL "
+                                "or Redis) did not answer; retry shortly (with the same "
+                                "Idempotency-Key, if you sent one)", type_="unavailable",
+                                headers={"Retry-After": "1"}, instance=request.url.path)
+
+    for error in (DBAPIError, PoolTimeoutError, RedisError, ConnectionError, TimeoutError):
+        app.add_exception_handler(error, _unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -190,6 +190,10 @@ class SimulatedChain:
         keys = list(message.account_keys)
         swaps = [ix for ix in message.instructions
                  if keys[ix.program_id_index] != MEMO_PROGRAM_ID]
+        memo = " ".join(
+            bytes(ix.data).decode("utf-8", "replace") for ix in message.instructions
+            if keys[ix.program_id_index] == MEMO_PROGRAM_ID
+        ) or None
         if len(swaps) != 1:
             raise PermanentError("expected exactly one swap instruction (and any memos)")
         ix = swaps[0]
@@ -253,6 +257,7 @@ class SimulatedChain:
                     min_amount_out=Decimal(swap.min_amount_out),
                     amount_out=None if amount_out is None else Decimal(amount_out),
                     err=err,
+                    memo=memo,
                     landed_at=now,
                     confirmed_at=now + timedelta(seconds=confirm_after),
                 )

@@ -54,6 +54,7 @@ transactions = Table(
     # Null when the transaction landed with an error (it paid its fee, changed no pool).
     Column("amount_out", Numeric(39, 0)),
     Column("err", Text),
+    Column("memo", Text),
     Column("landed_at", DateTime(timezone=True), nullable=False),
     Column("confirmed_at", DateTime(timezone=True), nullable=False),
 )
