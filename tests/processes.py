@@ -27,6 +27,9 @@ _ENV_OF = {
     "retry_base_ms": "RETRY_BASE_MS",
     "retry_max_ms": "RETRY_MAX_MS",
     "log_level": "LOG_LEVEL",
+    "worker_lease_s": "WORKER_LEASE_S",
+    "sweep_interval_s": "SWEEP_INTERVAL_S",
+    "sweep_stale_s": "SWEEP_STALE_S",
 }
 
 

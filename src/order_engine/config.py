@@ -30,8 +30,8 @@ class Settings(BaseSettings):
 
     # The worker's sweep re-enqueues unfinished orders that have not moved for this long
     # (enqueue lost, Redis flushed); a job that is still queued or running is left alone.
-    sweep_interval_s: int = Field(default=5, ge=1, le=60)
-    sweep_stale_s: float = Field(default=10.0, gt=0)
+    sweep_interval_s: int = Field(default=3, ge=1, le=60)
+    sweep_stale_s: float = Field(default=6.0, gt=0)
     # A running job's lease: a worker that dies loses its jobs to others after this long.
     worker_lease_s: float = Field(default=5.0, ge=1)
     # On SIGTERM a worker finishes the orders in hand for at most this long.

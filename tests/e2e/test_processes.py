@@ -93,3 +93,69 @@ async def test_api_restart_closes_watchers_with_1001_and_they_resume_without_gap
         "pending", "routing", "building", "submitted", "confirmed"
     ]
     assert second_close == 1000
+
+
+async def test_sigterm_lets_the_worker_finish_the_order_in_hand(
+    make_settings: Callable[..., Settings],
+) -> None:
+    port = free_port()
+    settings = make_settings(port=port, sim_latency_scale=1.0)  # confirmation takes 2-3 s
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with processes(settings, "api") as api, processes(settings, "worker") as workers:
+        await asyncio.to_thread(wait_until_ready, base, [*api, *workers])
+        async with httpx.AsyncClient(base_url=base, headers=headers) as http:
+            created = await http.post(
+                "/api/orders", json={"inputToken": "JUP", "outputToken": "USDC", "amount": "7"}
+            )
+            order_id = created.json()["orderId"]
+            async with asyncio.timeout(10):
+                status = ""
+                while status != "submitted":
+                    await asyncio.sleep(0.05)
+                    status = (await http.get(f"/api/orders/{order_id}")).json()["status"]
+            workers[0].send_signal(signal.SIGTERM)  # between submit and confirm
+            exit_code = await asyncio.to_thread(workers[0].wait, 30)
+            order = (await http.get(f"/api/orders/{order_id}")).json()
+
+    assert exit_code == 0
+    assert order["status"] == "confirmed"  # finished before the worker left
+
+
+async def test_an_order_whose_worker_was_killed_is_finished_by_another(
+    make_settings: Callable[..., Settings],
+) -> None:
+    port = free_port()
+    settings = make_settings(port=port, sim_latency_scale=1.0, worker_lease_s=3)
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with processes(settings, "api") as api:
+        with processes(settings, "worker") as first:
+            await asyncio.to_thread(wait_until_ready, base, [*api, *first])
+            async with httpx.AsyncClient(base_url=base, headers=headers) as http:
+                created = await http.post(
+                    "/api/orders", json={"inputToken": "SOL", "outputToken": "USDC",
+                                         "amount": "2"},
+                )
+                order_id = created.json()["orderId"]
+                async with asyncio.timeout(10):
+                    status = ""
+                    while status != "submitted":
+                        await asyncio.sleep(0.05)
+                        status = (await http.get(f"/api/orders/{order_id}")).json()["status"]
+            first[0].send_signal(signal.SIGKILL)  # dies between submit and confirm
+            first[0].wait()
+        # Without the lease, arq would keep the job from others for its timeout + 10 s
+        # (130 s); with it, a new worker takes over within a few seconds.
+        with processes(settings, "worker"):
+            async with httpx.AsyncClient(base_url=base, headers=headers) as http:
+                async with asyncio.timeout(30):
+                    while status not in ("confirmed", "failed"):
+                        await asyncio.sleep(0.1)
+                        status = (await http.get(f"/api/orders/{order_id}")).json()["status"]
+                events = (await http.get(f"/api/orders/{order_id}/events")).json()["events"]
+
+    assert status == "confirmed"
+    assert [e["status"] for e in events] == [
+        "pending", "routing", "building", "submitted", "confirmed"
+    ]

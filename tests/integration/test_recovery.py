@@ -18,6 +18,7 @@ from order_engine.market.chain import SimulatedChain
 from order_engine.services import Services
 from order_engine.store.models import Order
 from order_engine.store.repository import NewOrder
+from order_engine.worker.lease import LeaseKeeper
 from order_engine.worker.settings import build_executor, execute_order
 from tests.chain_audit import landed_count
 from tests.stack import Stack
@@ -171,7 +172,7 @@ async def test_a_bug_before_any_transaction_fails_the_order_with_the_reason(
     order_id = await _new_order(services, _unique_amount())
     executor = build_executor(services)
     executor._chain = BrokenChain(services.chain)
-    ctx = {"executor": executor, "services": services, "redis": services.redis,
+    ctx = {"executor": executor, "leases": LeaseKeeper(services.redis, 5),
            "job_id": str(order_id)}
 
     assert await execute_order(ctx, str(order_id)) == "failed"
@@ -190,7 +191,7 @@ async def test_a_bug_after_signing_retries_instead_of_guessing(stack: Stack) -> 
         await crashing.execute(order_id)  # signed and stored, never sent
     executor = build_executor(services)
     executor._chain = BrokenChain(services.chain)
-    ctx = {"executor": executor, "services": services, "redis": services.redis,
+    ctx = {"executor": executor, "leases": LeaseKeeper(services.redis, 5),
            "job_id": str(order_id)}
 
     with pytest.raises(Retry):

@@ -18,7 +18,7 @@ from order_engine.domain.orders import OrderStatus
 from order_engine.market.transactions import engine_wallet
 from order_engine.services import EXECUTE_ORDER_JOB, Services, open_services, queue_name
 from order_engine.services import redis_settings as arq_redis_settings
-from order_engine.worker.lease import JobLease
+from order_engine.worker.lease import LeaseKeeper
 from order_engine.worker.pipeline import OrderExecutor, RetryLater, RetryPolicy
 
 log = structlog.get_logger(__name__)
@@ -38,10 +38,10 @@ BUG_RETRY = timedelta(seconds=5)
 
 async def execute_order(ctx: dict[str, Any], order_id: str) -> str:
     executor: OrderExecutor = ctx["executor"]
-    services: Services = ctx["services"]
+    leases: LeaseKeeper = ctx["leases"]
     oid = uuid.UUID(order_id)
     try:
-        async with JobLease(ctx["redis"], ctx["job_id"], services.settings.worker_lease_s):
+        async with leases.hold(ctx["job_id"]):
             status = await executor.execute(oid)
     except RetryLater as later:
         raise Retry(defer=timedelta(milliseconds=later.delay_ms)) from None
@@ -98,10 +98,15 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         services = await open_services(settings)
         ctx["services"] = services
         ctx["executor"] = build_executor(services)
+        ctx["leases"] = LeaseKeeper(ctx["redis"], settings.worker_lease_s)
+        ctx["leases"].start()
         log.info("worker ready", queue=queue_name(settings),
                  concurrency=settings.worker_concurrency)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        leases: LeaseKeeper | None = ctx.get("leases")
+        if leases is not None:
+            await leases.stop()
         services: Services | None = ctx.get("services")
         if services is not None:
             await services.close()
