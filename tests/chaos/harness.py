@@ -499,6 +499,8 @@ class ChaosRun:
             "orders_acknowledged": len(acked),
             "orders_never_acknowledged": len(refused),
             "confirmed": statuses["confirmed"],
+            "orders_that_needed_retries": sum(orders[o].attempts > 1 for o in acked
+                                              if o in orders),
             "failed": statuses["failed"],
             "failure_reasons": dict(Counter(
                 (orders[o].failure_reason or "").split(" (")[0] for o in acked
