@@ -34,14 +34,14 @@ async def reserve_mismatches(engine: AsyncEngine) -> list[str]:
             )
         ).all()
     for swap in swaps:
-        pool = pools[swap.pool_id]
-        d = deltas[swap.pool_id]
-        if swap.input_mint == pool.mint_a:
-            d[0] += int(swap.amount_in)
-            d[1] -= int(swap.amount_out)
-        else:
-            d[1] += int(swap.amount_in)
-            d[0] -= int(swap.amount_out)
+        for leg in swap.legs or []:
+            pool = pools[leg["pool_id"]]
+            d = deltas[leg["pool_id"]]
+            amount_in, amount_out = int(leg["amount_in"]), int(leg["amount_out"])
+            if leg["input_mint"] == pool.mint_a:
+                d[0], d[1] = d[0] + amount_in, d[1] - amount_out
+            else:
+                d[0], d[1] = d[0] - amount_out, d[1] + amount_in
     problems = []
     for pool_id, row in pools.items():
         genesis, delta = expected[pool_id], deltas[pool_id]

@@ -13,7 +13,7 @@ from order_engine.domain.amm import Venue
 from order_engine.domain.errors import BlockhashExpiredError, PermanentError
 from order_engine.domain.tokens import SOL, USDC
 from order_engine.market.chain import SLIPPAGE_ERROR, SimulatedChain
-from order_engine.market.programs import SwapInstruction, pool_address
+from order_engine.market.programs import RouteInstruction, RouteStep, pool_address
 from order_engine.market.transactions import SignedTransaction, engine_wallet, sign_transaction
 from tests.chain_audit import reserve_mismatches
 from tests.stack import Stack
@@ -24,9 +24,9 @@ POOL_ID = "raydium-SOL-USDC"
 async def _swap_tx(chain: SimulatedChain, amount_in: int, min_out: int = 0,
                    wallet: Keypair | None = None) -> SignedTransaction:
     wallet = wallet or engine_wallet()
-    instruction = SwapInstruction(
-        Venue.RAYDIUM, pool_address(Venue.RAYDIUM, POOL_ID), Pubkey.from_string(SOL.mint),
-        Pubkey.from_string(USDC.mint), wallet.pubkey(), amount_in, min_out,
+    instruction = RouteInstruction(
+        wallet.pubkey(), Pubkey.from_string(SOL.mint), Pubkey.from_string(USDC.mint), min_out,
+        (RouteStep(0, pool_address(Venue.RAYDIUM, POOL_ID), True, amount_in),),
     ).to_instruction()
     latest = await chain.get_latest_blockhash()
     return sign_transaction(wallet, [instruction], latest.blockhash)

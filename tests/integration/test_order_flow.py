@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 
+from tests.chain_audit import reserve_mismatches
 from tests.stack import Stack
 
 LIFECYCLE = ["pending", "routing", "building", "submitted", "confirmed"]
@@ -19,10 +21,12 @@ async def test_order_goes_through_every_status_to_confirmed(stack: Stack) -> Non
     assert all(m["type"] == "order.status" and m["orderId"] == order_id for m in messages)
     building, submitted, confirmed = messages[2], messages[3], messages[4]
     assert {q["venue"] for q in building["quotes"]} == {"raydium", "meteora"}
-    assert building["route"][0]["amountIn"] == "2.5"
-    best = max(building["quotes"], key=lambda q: float(q["amountOut"]))
-    assert building["route"][0]["venue"] == best["venue"]
-    assert building["expectedAmountOut"] == best["amountOut"]
+    first_hops = [leg for leg in building["route"] if leg["inputToken"] == "SOL"]
+    assert sum(Decimal(leg["amountIn"]) for leg in first_hops) == Decimal("2.5")
+    # The route is at least as good as the best venue alone.
+    best = max(Decimal(q["amountOut"]) for q in building["quotes"])
+    assert Decimal(building["expectedAmountOut"]) >= best
+    assert Decimal(building["priceImpactPct"]) >= 0
     assert submitted["txHash"] == confirmed["txHash"]
     assert len(confirmed["txHash"]) in range(86, 90)  # base58 of a 64-byte signature
 
@@ -55,3 +59,18 @@ async def test_two_watchers_of_one_order_both_get_everything(stack: Stack) -> No
     assert [m["seq"] for m in first] == [1, 2, 3, 4, 5]
     assert first == second
     assert code1 == code2 == 1000
+
+
+async def test_a_two_hop_order_executes_both_hops_in_one_transaction(stack: Stack) -> None:
+    # No pool trades USDC for BONK: the route must go through SOL.
+    order_id = await stack.submit(inputToken="USDC", outputToken="BONK", amount="150")
+    order = await stack.wait_terminal(order_id)
+
+    assert order["status"] == "confirmed"
+    hops = [(leg["inputToken"], leg["outputToken"]) for leg in order["route"]]
+    assert set(hops) == {("USDC", "SOL"), ("SOL", "BONK")}
+    landed = await stack.services.chain.get_signature_status(order["txHash"])
+    assert landed is not None
+    assert landed.amount_out is not None
+    assert format(Decimal(landed.amount_out).scaleb(-5).normalize(), "f") == order["amountOut"]
+    assert await reserve_mismatches(stack.services.engine) == []

@@ -28,9 +28,9 @@ from order_engine.api.schemas import (
 from order_engine.domain.amounts import format_amount
 from order_engine.domain.errors import ExecutionError
 from order_engine.domain.orders import OrderStatus, min_amount_out
-from order_engine.domain.routing import best_quote, quote_to_json, route_to_json
+from order_engine.domain.routing import route_legs, route_summary, venue_quotes
 from order_engine.domain.tokens import TOKENS
-from order_engine.market.venues import quote_all
+from order_engine.quoting import quote_route
 from order_engine.services import Services
 from order_engine.store.repository import (
     IdempotencyClaim,
@@ -220,21 +220,21 @@ async def get_quote(
     except OrderValidationError as exc:
         raise validation_problem(exc.errors) from None
     try:
-        quotes = await quote_all(services.venues, token_in.mint, token_out.mint, units,
+        plan = await quote_route(services.venues, token_in.mint, token_out.mint, units,
                                  services.settings.quote_timeout_s)
     except ExecutionError as exc:
         status = 503 if exc.transient else 422
         raise ProblemError(status, "No quote", exc.message, type_=exc.code) from None
-    best = best_quote(quotes)
     body: dict[str, Any] = {
         "inputToken": token_in.symbol,
         "outputToken": token_out.symbol,
         "amount": format_amount(units, token_in),
         "slippageBps": slippageBps,
-        "quotes": [quote_to_json(q) for q in quotes],
-        "route": route_to_json(best),
-        "expectedAmountOut": format_amount(best.amount_out, token_out),
-        "minAmountOut": format_amount(min_amount_out(best.amount_out, slippageBps), token_out),
+        "quotes": venue_quotes(plan, list(plan.paths)),
+        "route": route_legs(plan),
+        **route_summary(plan),
+        "expectedAmountOut": format_amount(plan.amount_out, token_out),
+        "minAmountOut": format_amount(min_amount_out(plan.amount_out, slippageBps), token_out),
     }
     return JSONResponse(body)
 

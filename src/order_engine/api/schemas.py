@@ -117,6 +117,8 @@ def order_to_json(order: Order) -> dict[str, Any]:
         "attempts": order.attempts,
         "quotes": order.quotes,
         "route": order.route,
+        "priceImpactPct": (order.routing or {}).get("priceImpactPct"),
+        "bestSingleVenue": (order.routing or {}).get("bestSingleVenue"),
         "expectedAmountOut": _units(order.expected_amount_out, token_out),
         "minAmountOut": _units(order.min_amount_out, token_out),
         "amountOut": _units(order.amount_out, token_out),

@@ -19,10 +19,9 @@ from solders.hash import Hash
 from solders.transaction import Transaction
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from order_engine.domain.amm import FeeRounding, PoolState, Venue, apply_swap, swap_exact_in
+from order_engine.domain.amm import PoolState
 from order_engine.domain.errors import (
     BlockhashExpiredError,
     InsufficientLiquidityError,
@@ -31,10 +30,12 @@ from order_engine.domain.errors import (
 )
 from order_engine.market import tables
 from order_engine.market.genesis import DEFAULT_POOLS, PoolSpec
+from order_engine.market.pool_codec import AnyPool, mints_of, pool_from_row, pool_values, swap
 from order_engine.market.programs import (
     MEMO_PROGRAM_ID,
     MalformedInstructionError,
-    decode_swap,
+    RouteInstruction,
+    decode_route,
     pool_address,
 )
 
@@ -60,21 +61,6 @@ class SignatureStatus:
     err: str | None
     amount_out: int | None
     confirmed: bool
-
-
-def _pool_from_row(row: Row[tuple[object, ...]]) -> PoolState:
-    m = row._mapping
-    return PoolState(
-        pool_id=m["pool_id"],
-        venue=Venue(m["venue"]),
-        mint_a=m["mint_a"],
-        mint_b=m["mint_b"],
-        reserve_a=int(m["reserve_a"]),
-        reserve_b=int(m["reserve_b"]),
-        fee_numerator=m["fee_numerator"],
-        fee_denominator=m["fee_denominator"],
-        fee_rounding=FeeRounding(m["fee_rounding"]),
-    )
 
 
 class SimulatedChain:
@@ -166,7 +152,7 @@ class SimulatedChain:
             )
         async with self._engine.connect() as conn:
             rows = (await conn.execute(stmt)).all()
-        return [_pool_from_row(row) for row in rows]
+        return [pool_from_row(row._mapping) for row in rows]
 
     # --- transactions --------------------------------------------------------------
 
@@ -188,76 +174,76 @@ class SimulatedChain:
 
         message = tx.message
         keys = list(message.account_keys)
-        swaps = [ix for ix in message.instructions
-                 if keys[ix.program_id_index] != MEMO_PROGRAM_ID]
+        programs = [keys[ix.program_id_index] for ix in message.instructions]
         memo = " ".join(
-            bytes(ix.data).decode("utf-8", "replace") for ix in message.instructions
-            if keys[ix.program_id_index] == MEMO_PROGRAM_ID
+            bytes(ix.data).decode("utf-8", "replace")
+            for ix, program in zip(message.instructions, programs, strict=True)
+            if program == MEMO_PROGRAM_ID
         ) or None
-        if len(swaps) != 1:
-            raise PermanentError("expected exactly one swap instruction (and any memos)")
-        ix = swaps[0]
+        routes = [ix for ix, program in zip(message.instructions, programs, strict=True)
+                  if program != MEMO_PROGRAM_ID]
+        if len(routes) != 1:
+            raise PermanentError("expected exactly one route instruction (and any memos)")
+        ix = routes[0]
         try:
-            swap = decode_swap(
+            route = decode_route(
                 keys[ix.program_id_index], [keys[i] for i in ix.accounts], bytes(ix.data)
             )
         except MalformedInstructionError as exc:
             raise PermanentError(f"invalid transaction: {exc}") from exc
-        if not message.is_signer(keys.index(swap.owner)):
+        if not message.is_signer(keys.index(route.owner)):
             raise PermanentError("invalid transaction: owner did not sign")
 
         async with self._engine.begin() as conn:
-            pool_row = (
+            # Lock every pool of the route, always in the same order (no deadlocks).
+            addresses = sorted({str(step.pool) for step in route.steps})
+            rows = (
                 await conn.execute(
                     select(tables.pools)
-                    .where(tables.pools.c.address == str(swap.pool))
+                    .where(tables.pools.c.address.in_(addresses))
+                    .order_by(tables.pools.c.pool_id)
                     .with_for_update()
                 )
-            ).one_or_none()
-            if pool_row is None:
-                raise PermanentError(f"invalid transaction: no pool at {swap.pool}")
+            ).all()
+            pools = {row.address: pool_from_row(row._mapping) for row in rows}
+            if len(pools) != len(addresses):
+                raise PermanentError("invalid transaction: a route step names no pool")
             if await self._landed(conn, signature):
                 return signature  # already processed: never applied twice
             await self._check_blockhash(conn, str(message.recent_blockhash))
-            pool = _pool_from_row(pool_row)
-            input_mint, output_mint = str(swap.input_mint), str(swap.output_mint)
-            if {input_mint, output_mint} != {pool.mint_a, pool.mint_b}:
-                raise PermanentError("invalid transaction: mints do not match the pool")
+            now = datetime.now(UTC)
             err: str | None = None
-            amount_out: int | None = None
+            legs: list[dict[str, str]] = []
             try:
-                result = swap_exact_in(pool, input_mint, swap.amount_in)
+                legs, amount_in, amount_out = _execute_route(route, pools, int(now.timestamp()))
             except InsufficientLiquidityError as exc:
-                err = f"InsufficientLiquidity: {exc.message}"
-            else:
-                if result.amount_out < swap.min_amount_out:
-                    err = SLIPPAGE_ERROR
-                else:
-                    amount_out = result.amount_out
-                    after = apply_swap(pool, input_mint, result)
+                err, amount_in, amount_out = f"InsufficientLiquidity: {exc.message}", 0, 0
+            if err is None and amount_out < route.min_amount_out:
+                err = SLIPPAGE_ERROR
+            if err is None:
+                for pool in {leg["pool_id"]: None for leg in legs}:
+                    after = next(p for p in pools.values() if p.pool_id == pool)
                     await conn.execute(
                         tables.pools.update()
-                        .where(tables.pools.c.pool_id == pool.pool_id)
-                        .values(
-                            reserve_a=Decimal(after.reserve_a),
-                            reserve_b=Decimal(after.reserve_b),
-                            updated_at=datetime.now(UTC),
-                        )
+                        .where(tables.pools.c.pool_id == pool)
+                        .values(**pool_values(after), updated_at=now)
                     )
-            now = datetime.now(UTC)
+            else:
+                legs = []
             confirm_after = self._rng.uniform(2.0, 3.0) * self.latency_scale
             await conn.execute(
                 tables.transactions.insert().values(
                     signature=signature,
                     slot=await self.current_slot(),
                     blockhash=str(message.recent_blockhash),
-                    pool_id=pool.pool_id,
-                    input_mint=input_mint,
-                    amount_in=Decimal(swap.amount_in),
-                    min_amount_out=Decimal(swap.min_amount_out),
-                    amount_out=None if amount_out is None else Decimal(amount_out),
+                    pool_id=next(iter(pools.values())).pool_id,
+                    input_mint=str(route.input_mint),
+                    amount_in=Decimal(amount_in or sum(s.amount_in for s in route.steps)),
+                    min_amount_out=Decimal(route.min_amount_out),
+                    amount_out=None if err else Decimal(amount_out),
                     err=err,
                     memo=memo,
+                    legs=legs,
                     landed_at=now,
                     confirmed_at=now + timedelta(seconds=confirm_after),
                 )
@@ -306,3 +292,36 @@ class SimulatedChain:
         if self.latency_scale > 0:
             await asyncio.sleep(self._rng.uniform(low, high) * self.latency_scale)
 
+
+
+def _execute_route(
+    route: RouteInstruction, pools: dict[str, AnyPool], now_ts: int
+) -> tuple[list[dict[str, str]], int, int]:
+    """Run the route's steps against `pools` (updated in place); returns the legs as
+    landed, the input spent and the output received. Raises PermanentError for a route
+    that does not add up, InsufficientLiquidityError when a pool cannot fill."""
+    input_mint, output_mint = str(route.input_mint), str(route.output_mint)
+    carry: dict[int, tuple[str, int]] = {}  # path -> (mint it holds, amount)
+    legs: list[dict[str, str]] = []
+    spent = 0
+    for step in route.steps:
+        pool = pools[str(step.pool)]
+        mint_a, mint_b = mints_of(pool)
+        sells, buys = (mint_a, mint_b) if step.a_to_b else (mint_b, mint_a)
+        if step.amount_in:
+            if step.path in carry or sells != input_mint:
+                raise PermanentError("invalid route: a path must start with the input token")
+            amount = step.amount_in
+            spent += amount
+        else:
+            held = carry.get(step.path)
+            if held is None or held[0] != sells:
+                raise PermanentError("invalid route: a hop does not continue its path")
+            amount = held[1]
+        out, pools[str(step.pool)] = swap(pool, sells, amount, now_ts)
+        carry[step.path] = (buys, out)
+        legs.append({"pool_id": pool.pool_id, "input_mint": sells, "output_mint": buys,
+                     "amount_in": str(amount), "amount_out": str(out)})
+    if any(mint != output_mint for mint, _ in carry.values()):
+        raise PermanentError("invalid route: a path does not end in the output token")
+    return legs, spent, sum(amount for _, amount in carry.values())

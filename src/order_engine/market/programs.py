@@ -1,4 +1,4 @@
-"""The on-chain programs' addresses and the swap instruction they take."""
+"""The on-chain programs' addresses and the instructions they take."""
 
 from __future__ import annotations
 
@@ -29,11 +29,16 @@ def memo_instruction(text: str, signer: Pubkey) -> Instruction:
                        [AccountMeta(signer, is_signer=True, is_writable=False)])
 
 
-# Raydium AMM v4 numbers its swap-base-in instruction 9; we use that layout for both
-# simulated programs: tag u8, amount_in u64, minimum_amount_out u64 (little endian).
-SWAP_BASE_IN = 9
-_SWAP_LAYOUT = struct.Struct("<BQQ")
+# The aggregator program executes a whole route in one instruction, as Jupiter's does:
+# every step swaps exactly its amount (or, for a later hop, all that the previous hop of
+# its path produced), and the sum of the paths' outputs must reach minimum_amount_out or
+# the whole transaction fails.
+AGGREGATOR_PROGRAM_ID = Pubkey.from_string("JUP6LkbZbjS1jKKwapdHNy74zcZ3tLUZoi5QNyVTaV4")
+ROUTE_TAG = 1
+_ROUTE_HEAD = struct.Struct("<BQB")  # tag, minimum_amount_out, number of steps
+_ROUTE_STEP = struct.Struct("<BBBQ")  # path, pool account index, a_to_b, amount_in (0=carry)
 U64_MAX = 2**64 - 1
+FIXED_ACCOUNTS = 3  # owner, input mint, output mint; then the pools
 
 
 def pool_address(venue: Venue, pool_id: str) -> Pubkey:
@@ -41,42 +46,60 @@ def pool_address(venue: Venue, pool_id: str) -> Pubkey:
 
 
 @dataclass(frozen=True, slots=True)
-class SwapInstruction:
-    venue: Venue
+class RouteStep:
+    path: int
     pool: Pubkey
+    a_to_b: bool  # sells the pool's token A (else token B)
+    amount_in: int  # 0: all that the previous step of this path produced
+
+
+@dataclass(frozen=True, slots=True)
+class RouteInstruction:
+    owner: Pubkey
     input_mint: Pubkey
     output_mint: Pubkey
-    owner: Pubkey
-    amount_in: int
     min_amount_out: int
+    steps: tuple[RouteStep, ...]
 
     def to_instruction(self) -> Instruction:
-        if not (0 < self.amount_in <= U64_MAX and 0 <= self.min_amount_out <= U64_MAX):
-            raise ValueError("swap amounts must fit in u64")
-        return Instruction(
-            PROGRAM_IDS[self.venue],
-            _SWAP_LAYOUT.pack(SWAP_BASE_IN, self.amount_in, self.min_amount_out),
-            [
-                AccountMeta(self.pool, is_signer=False, is_writable=True),
-                AccountMeta(self.input_mint, is_signer=False, is_writable=False),
-                AccountMeta(self.output_mint, is_signer=False, is_writable=False),
-                AccountMeta(self.owner, is_signer=True, is_writable=True),
-            ],
-        )
+        if not 0 <= self.min_amount_out <= U64_MAX or not 0 < len(self.steps) < 256:
+            raise ValueError("route out of range")
+        pools = list(dict.fromkeys(step.pool for step in self.steps))
+        data = _ROUTE_HEAD.pack(ROUTE_TAG, self.min_amount_out, len(self.steps))
+        for step in self.steps:
+            if not 0 <= step.amount_in <= U64_MAX:
+                raise ValueError("swap amounts must fit in u64")
+            data += _ROUTE_STEP.pack(step.path, FIXED_ACCOUNTS + pools.index(step.pool),
+                                     int(step.a_to_b), step.amount_in)
+        accounts = [
+            AccountMeta(self.owner, is_signer=True, is_writable=True),
+            AccountMeta(self.input_mint, is_signer=False, is_writable=False),
+            AccountMeta(self.output_mint, is_signer=False, is_writable=False),
+            *(AccountMeta(pool, is_signer=False, is_writable=True) for pool in pools),
+        ]
+        return Instruction(AGGREGATOR_PROGRAM_ID, data, accounts)
 
 
 class MalformedInstructionError(ValueError):
     pass
 
 
-def decode_swap(program: Pubkey, accounts: list[Pubkey], data: bytes) -> SwapInstruction:
-    venue = VENUE_BY_PROGRAM.get(program)
-    if venue is None:
+def decode_route(program: Pubkey, accounts: list[Pubkey], data: bytes) -> RouteInstruction:
+    if program != AGGREGATOR_PROGRAM_ID:
         raise MalformedInstructionError(f"unknown program {program}")
-    if len(data) != _SWAP_LAYOUT.size or len(accounts) != 4:
-        raise MalformedInstructionError("not a swap instruction")
-    tag, amount_in, min_out = _SWAP_LAYOUT.unpack(data)
-    if tag != SWAP_BASE_IN:
-        raise MalformedInstructionError(f"unsupported instruction {tag}")
-    pool, input_mint, output_mint, owner = accounts
-    return SwapInstruction(venue, pool, input_mint, output_mint, owner, amount_in, min_out)
+    try:
+        tag, min_out, count = _ROUTE_HEAD.unpack_from(data)
+        if tag != ROUTE_TAG or len(data) != _ROUTE_HEAD.size + count * _ROUTE_STEP.size:
+            raise MalformedInstructionError("not a route instruction")
+        steps = []
+        for i in range(count):
+            path, index, a_to_b, amount_in = _ROUTE_STEP.unpack_from(
+                data, _ROUTE_HEAD.size + i * _ROUTE_STEP.size
+            )
+            if not FIXED_ACCOUNTS <= index < len(accounts):
+                raise MalformedInstructionError("pool account index out of range")
+            steps.append(RouteStep(path, accounts[index], bool(a_to_b), amount_in))
+        owner, input_mint, output_mint = accounts[:FIXED_ACCOUNTS]
+    except (struct.error, ValueError) as exc:
+        raise MalformedInstructionError(f"not a route instruction: {exc}") from exc
+    return RouteInstruction(owner, input_mint, output_mint, min_out, tuple(steps))

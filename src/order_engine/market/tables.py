@@ -12,6 +12,7 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 CHAIN_SCHEMA = "chain"
 
@@ -30,6 +31,8 @@ pools = Table(
     Column("fee_numerator", Integer, nullable=False),
     Column("fee_denominator", Integer, nullable=False),
     Column("fee_rounding", Text, nullable=False),
+    Column("kind", Text, nullable=False, server_default="constant_product"),
+    Column("state", JSONB),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -55,6 +58,7 @@ transactions = Table(
     Column("amount_out", Numeric(39, 0)),
     Column("err", Text),
     Column("memo", Text),
+    Column("legs", JSONB),
     Column("landed_at", DateTime(timezone=True), nullable=False),
     Column("confirmed_at", DateTime(timezone=True), nullable=False),
 )

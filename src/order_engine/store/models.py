@@ -82,6 +82,8 @@ class Order(Base):
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     quotes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
     route: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    # The route as it executes (steps, pools, directions) and its summary (impact...).
+    routing: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     expected_amount_out: Mapped[int | None] = mapped_column(BaseUnits())
     min_amount_out: Mapped[int | None] = mapped_column(BaseUnits())
     amount_out: Mapped[int | None] = mapped_column(BaseUnits())

@@ -17,7 +17,6 @@ from typing import Any
 import structlog
 from solders.keypair import Keypair
 
-from order_engine.domain.amm import Venue
 from order_engine.domain.amounts import execution_price, format_amount
 from order_engine.domain.errors import (
     BlockhashExpiredError,
@@ -28,13 +27,14 @@ from order_engine.domain.errors import (
     TransientError,
 )
 from order_engine.domain.orders import OrderStatus, min_amount_out, retry_delay_ms
-from order_engine.domain.routing import VenueQuote, best_quote, quote_to_json, route_to_json
+from order_engine.domain.routing import route_legs, route_summary, venue_quotes
 from order_engine.domain.tokens import token_by_mint
 from order_engine.events import EventPublisher
 from order_engine.market.chain import SLIPPAGE_ERROR, SimulatedChain
 from order_engine.market.programs import memo_instruction
 from order_engine.market.transactions import sign_transaction
-from order_engine.market.venues import SimulatedVenue, quote_all
+from order_engine.market.venues import SimulatedVenue
+from order_engine.quoting import execution_steps, quote_route, route_instruction
 from order_engine.store.models import Order
 from order_engine.store.repository import OrderRepository, StaleStatusError
 
@@ -120,27 +120,28 @@ class OrderExecutor:
         raise AssertionError(f"no step for status {status}")
 
     async def _route(self, order: Order) -> Order:
-        quotes = await quote_all(
+        plan = await quote_route(
             list(self._venues.values()), order.input_mint, order.output_mint,
             order.amount_in, self._quote_timeout_s,
         )
-        best = best_quote(quotes)
-        minimum = min_amount_out(best.amount_out, order.slippage_bps)
+        minimum = min_amount_out(plan.amount_out, order.slippage_bps)
         token_out = token_by_mint(order.output_mint)
-        quotes_json = [quote_to_json(q) for q in quotes]
-        route_json = route_to_json(best)
+        quotes, legs, summary = venue_quotes(plan, list(plan.paths)), route_legs(plan), (
+            route_summary(plan))
         return await self._move(
             order,
             S.BUILDING,
             {
-                "quotes": quotes_json,
-                "route": route_json,
-                "expectedAmountOut": format_amount(best.amount_out, token_out),
+                "quotes": quotes,
+                "route": legs,
+                **summary,
+                "expectedAmountOut": format_amount(plan.amount_out, token_out),
                 "minAmountOut": format_amount(minimum, token_out),
             },
-            quotes=quotes_json,
-            route=route_json,
-            expected_amount_out=best.amount_out,
+            quotes=quotes,
+            route=legs,
+            routing={**summary, "steps": execution_steps(plan)},
+            expected_amount_out=plan.amount_out,
             min_amount_out=minimum,
         )
 
@@ -154,14 +155,16 @@ class OrderExecutor:
             if await self._chain.is_blockhash_valid(order.tx_last_valid_slot):
                 await self._chain.send_transaction(order.tx_bytes)
                 return await self._move(order, S.SUBMITTED, {"txHash": order.tx_signature})
-        quote = self._chosen_quote(order)
-        assert order.min_amount_out is not None
+        if not order.routing or order.min_amount_out is None:
+            raise PermanentError("order is building but has no stored route")
         latest = await self._chain.get_latest_blockhash()
-        instruction = self._venues[quote.venue].swap_instruction(
-            quote, order.min_amount_out, self._wallet.pubkey()
+        owner = self._wallet.pubkey()
+        route = route_instruction(order.routing["steps"], owner, order.input_mint,
+                                  order.output_mint, order.min_amount_out)
+        memo = memo_instruction(f"order-engine:{order.id}:{order.attempts}", owner)
+        signed = sign_transaction(
+            self._wallet, [memo, route.to_instruction()], latest.blockhash
         )
-        memo = memo_instruction(f"order-engine:{order.id}:{order.attempts}", self._wallet.pubkey())
-        signed = sign_transaction(self._wallet, [memo, instruction], latest.blockhash)
         await self._repo.record_transaction(
             order.id, order.tx_signature, signed.signature, signed.raw, latest.last_valid_slot
         )
@@ -221,20 +224,6 @@ class OrderExecutor:
             reason = f"unexpected: {reason}"
         return await self._move(order, S.FAILED, {"reason": reason}, expected=current,
                                 failure_reason=reason)
-
-    def _chosen_quote(self, order: Order) -> VenueQuote:
-        if not order.route or order.expected_amount_out is None:
-            raise PermanentError("order is building but has no stored route")
-        leg = order.route[0]
-        return VenueQuote(
-            venue=Venue(leg["venue"]),
-            pool_id=leg["pool"],
-            input_mint=order.input_mint,
-            output_mint=order.output_mint,
-            amount_in=order.amount_in,
-            amount_out=order.expected_amount_out,
-            fee=0,
-        )
 
     async def _move(
         self,

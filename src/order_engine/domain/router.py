@@ -1,0 +1,438 @@
+"""The router: the split across pools and two-hop paths that maximises output.
+
+Each candidate path (one pool, or two pools through an intermediate token) has a concave
+output curve f(a). The best split of an amount A gives every used path the same marginal
+output f'(a) = lambda; we find lambda by bisection, using each curve's allocation at a given
+lambda (closed form for constant-product pools and chains of them, a walk over bins for
+DLMM, bisection for mixed chains), then settle the integer amounts with exact quotes and a
+short hill climb. Each hop costs something to execute (compute); a path whose extra output
+does not cover its hops' cost is dropped.
+
+Paths are chosen pool-disjoint (the best first), so their curves are independent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from order_engine.domain.amm import Venue
+from order_engine.domain.errors import InsufficientLiquidityError, NoRouteError
+
+# The liquid tokens a two-hop route may pass through (SOL, USDC, USDT).
+INTERMEDIATE_MINTS: tuple[str, ...] = (
+    "So11111111111111111111111111111111111111112",
+    "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v",
+    "Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB",
+)
+MAX_PATHS = 6
+BISECTION_STEPS = 80
+
+
+class Curve(Protocol):
+    """A continuous approximation of a path's output, for allocating an amount."""
+
+    def output(self, amount: float) -> float: ...
+
+    def marginal(self, amount: float) -> float: ...
+
+    def allocation(self, rate: float, cap: float) -> float:
+        """The largest amount (<= cap) at which the marginal output is still >= rate."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class MobiusCurve:
+    """f(a) = A*a / (B + a): a constant-product pool (A = R_out, B = R_in / (1 - fee)),
+    and any chain of them, which is again of this form."""
+
+    a: float
+    b: float
+
+    def output(self, amount: float) -> float:
+        return self.a * amount / (self.b + amount)
+
+    def marginal(self, amount: float) -> float:
+        return self.a * self.b / (self.b + amount) ** 2
+
+    def allocation(self, rate: float, cap: float) -> float:
+        if rate <= 0:
+            return cap
+        return min(cap, max(0.0, math.sqrt(self.a * self.b / rate) - self.b))
+
+    def then(self, other: MobiusCurve) -> MobiusCurve:
+        """This curve followed by `other` (the output of this feeds the other)."""
+        denominator = self.a + other.b
+        return MobiusCurve(self.a * other.a / denominator, self.b * other.b / denominator)
+
+
+@dataclass(frozen=True, slots=True)
+class PiecewiseCurve:
+    """Constant rates over consecutive input capacities (DLMM bins, fee included)."""
+
+    steps: tuple[tuple[float, float], ...]  # (input capacity, output per input), rates falling
+
+    def output(self, amount: float) -> float:
+        total, left = 0.0, amount
+        for capacity, rate in self.steps:
+            used = min(left, capacity)
+            total += used * rate
+            left -= used
+            if left <= 0:
+                break
+        return total
+
+    def marginal(self, amount: float) -> float:
+        left = amount
+        for capacity, rate in self.steps:
+            if left < capacity:
+                return rate
+            left -= capacity
+        return 0.0
+
+    def allocation(self, rate: float, cap: float) -> float:
+        total = 0.0
+        for capacity, step_rate in self.steps:
+            if step_rate < rate:
+                break
+            total += capacity
+        return min(cap, total)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainedCurve:
+    """Any curve followed by any other; allocation by bisection (marginal is falling)."""
+
+    first: Curve
+    second: Curve
+
+    def output(self, amount: float) -> float:
+        return self.second.output(self.first.output(amount))
+
+    def marginal(self, amount: float) -> float:
+        return self.second.marginal(self.first.output(amount)) * self.first.marginal(amount)
+
+    def allocation(self, rate: float, cap: float) -> float:
+        if self.marginal(cap) >= rate:
+            return cap
+        low, high = 0.0, cap
+        for _ in range(60):
+            middle = (low + high) / 2
+            if self.marginal(middle) >= rate:
+                low = middle
+            else:
+                high = middle
+        return low
+
+
+def chain_curves(first: Curve, second: Curve) -> Curve:
+    if isinstance(first, MobiusCurve) and isinstance(second, MobiusCurve):
+        return first.then(second)
+    return ChainedCurve(first, second)
+
+
+class RoutablePool(Protocol):
+    """What the router needs of a pool: its identity, exact quotes, a curve."""
+
+    @property
+    def pool_id(self) -> str: ...
+
+    @property
+    def venue(self) -> Venue: ...
+
+    @property
+    def mints(self) -> tuple[str, str]: ...
+
+    def quote(self, input_mint: str, amount_in: int) -> int:
+        """Exact output for `amount_in`; InsufficientLiquidityError if it cannot fill."""
+        ...
+
+    def curve(self, input_mint: str) -> Curve: ...
+
+    def fee(self, input_mint: str, amount_in: int) -> int:
+        """The fee this pool takes from `amount_in`, in the input token."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    pool: RoutablePool
+    input_mint: str
+    output_mint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Path:
+    hops: tuple[Hop, ...]
+
+    @property
+    def pool_ids(self) -> frozenset[str]:
+        return frozenset(h.pool.pool_id for h in self.hops)
+
+    @property
+    def venues(self) -> frozenset[Venue]:
+        return frozenset(h.pool.venue for h in self.hops)
+
+    def curve(self) -> Curve:
+        curve = self.hops[0].pool.curve(self.hops[0].input_mint)
+        for hop in self.hops[1:]:
+            curve = chain_curves(curve, hop.pool.curve(hop.input_mint))
+        return curve
+
+    def amounts(self, amount_in: int) -> list[tuple[int, int]]:
+        """(in, out) of each hop for `amount_in`; raises InsufficientLiquidityError."""
+        result = []
+        amount = amount_in
+        for hop in self.hops:
+            out = hop.pool.quote(hop.input_mint, amount)
+            result.append((amount, out))
+            amount = out
+        return result
+
+    def quote(self, amount_in: int) -> int:
+        if amount_in <= 0:
+            return 0
+        try:
+            return self.amounts(amount_in)[-1][1]
+        except InsufficientLiquidityError:
+            return -1  # cannot fill: worse than anything that can
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    path: Path
+    amount_in: int
+    hop_amounts: tuple[tuple[int, int], ...]
+
+    @property
+    def amount_out(self) -> int:
+        return self.hop_amounts[-1][1]
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePlan:
+    input_mint: str
+    output_mint: str
+    amount_in: int
+    legs: tuple[Leg, ...]
+    amount_out: int
+    # The best a single path on a single venue gives, for comparison.
+    best_single_venue: tuple[Venue, int] | None
+    # (output at the best marginal rate before the trade - output) / that, in percent.
+    price_impact_pct: float
+    hop_cost_out: int = 0
+    paths: tuple[Path, ...] = field(default=())  # every candidate, for comparisons
+
+
+def candidate_paths(pools: Sequence[RoutablePool], input_mint: str, output_mint: str) -> (
+    list[Path]
+):
+    """Every direct pool, and every two-hop path through SOL, USDC or USDT."""
+    def pools_for(x: str, y: str) -> list[RoutablePool]:
+        return [p for p in pools if set(p.mints) == {x, y}]
+
+    paths = [Path((Hop(p, input_mint, output_mint),)) for p in pools_for(input_mint, output_mint)]
+    for middle in INTERMEDIATE_MINTS:
+        if middle in (input_mint, output_mint):
+            continue
+        for first in pools_for(input_mint, middle):
+            for second in pools_for(middle, output_mint):
+                paths.append(Path((Hop(first, input_mint, middle),
+                                   Hop(second, middle, output_mint))))
+    return paths
+
+
+def _disjoint_best(paths: list[Path], amount_in: int) -> list[Path]:
+    """The best paths for the whole amount, skipping any that reuses a pool."""
+    ranked = sorted(paths, key=lambda p: p.quote(amount_in), reverse=True)
+    chosen: list[Path] = []
+    used: set[str] = set()
+    for path in ranked:
+        if path.pool_ids & used:
+            continue
+        chosen.append(path)
+        used |= path.pool_ids
+        if len(chosen) == MAX_PATHS:
+            break
+    return chosen
+
+
+def _continuous_split(curves: list[Curve], amount: float) -> list[float]:
+    """Equalise marginal output: find the rate at which the allocations sum to `amount`."""
+    high = max(c.marginal(0.0) for c in curves)
+    low = 0.0
+    for _ in range(BISECTION_STEPS):
+        rate = (low + high) / 2
+        if sum(c.allocation(rate, amount) for c in curves) > amount:
+            low = rate
+        else:
+            high = rate
+    shares = [c.allocation(high, amount) for c in curves]
+    total = sum(shares)
+    return [s * amount / total for s in shares] if total > 0 else shares
+
+
+def _integer_split(shares: list[float], amount: int) -> list[int]:
+    ints = [math.floor(s) for s in shares]
+    ints[max(range(len(ints)), key=lambda i: shares[i])] += amount - sum(ints)
+    return ints
+
+
+class _Evaluator:
+    """Exact values of paths at amounts, remembered (the hill climb asks again and again)."""
+
+    def __init__(self, paths: list[Path], hop_cost: int) -> None:
+        self._paths = paths
+        self._hop_cost = hop_cost
+        self._memo: dict[tuple[int, int], int | None] = {}
+
+    def value(self, index: int, amount: int) -> int | None:
+        """Output net of hop costs; None when the path cannot take this amount."""
+        if amount <= 0:
+            return 0
+        key = (index, amount)
+        if key not in self._memo:
+            path = self._paths[index]
+            out = path.quote(amount)
+            self._memo[key] = None if out < 0 else out - self._hop_cost * len(path.hops)
+        return self._memo[key]
+
+    def total(self, split: list[int]) -> int | None:
+        values = [self.value(i, a) for i, a in enumerate(split)]
+        return None if any(v is None for v in values) else sum(v or 0 for v in values)
+
+
+def _hill_climb(evaluator: _Evaluator, split: list[int]) -> list[int]:
+    """Move amounts between paths while it helps, with shrinking steps (exact quotes)."""
+    amount = sum(split)
+    step = max(1, amount // 64)
+    finest = max(1, amount // 200_000)  # far below the 0.01% we answer for
+    while True:
+        improved = True
+        while improved:
+            improved = False
+            for i in range(len(split)):
+                for j in range(len(split)):
+                    if i == j or split[i] < step:
+                        continue
+                    before_i, before_j = evaluator.value(i, split[i]), evaluator.value(j, split[j])
+                    after_i = evaluator.value(i, split[i] - step)
+                    after_j = evaluator.value(j, split[j] + step)
+                    if after_i is None or after_j is None:
+                        continue
+                    if before_i is None or before_j is None or (
+                        after_i + after_j > before_i + before_j
+                    ):
+                        split = list(split)
+                        split[i] -= step
+                        split[j] += step
+                        improved = True
+        if step <= finest:
+            return split
+        step = max(finest, step // 4)
+
+
+def _optimise(paths: list[Path], amount_in: int, hop_cost: int) -> tuple[list[int], int]:
+    shares = _continuous_split([p.curve() for p in paths], float(amount_in))
+    evaluator = _Evaluator(paths, hop_cost)
+    split = _hill_climb(evaluator, _integer_split(shares, amount_in))
+    total = evaluator.total(split)
+    return split, -1 if total is None else total
+
+
+def plan_route(
+    pools: Sequence[RoutablePool],
+    input_mint: str,
+    output_mint: str,
+    amount_in: int,
+    hop_cost_out: int = 0,
+    *,
+    split: bool = True,
+) -> RoutePlan:
+    """The best execution of `amount_in` from `pools`; `hop_cost_out` is what one hop costs
+    to execute, in output base units (a path must earn its hops)."""
+    if amount_in <= 0:
+        raise ValueError("amount_in must be positive")
+    all_paths = candidate_paths(pools, input_mint, output_mint)
+    if not all_paths:
+        raise NoRouteError("no pool or two-hop path connects these tokens")
+    paths = _disjoint_best(all_paths, amount_in) if split else []
+    single = max(all_paths, key=lambda p: p.quote(amount_in) - hop_cost_out * len(p.hops))
+    best_split, best_value = [amount_in], single.quote(amount_in) - hop_cost_out * len(
+        single.hops)
+    best_paths = [single]
+    if len(paths) > 1:
+        # Drop, one at a time, the path whose removal helps most, while that helps.
+        current = list(paths)
+        split_now, value_now = _optimise(current, amount_in, hop_cost_out)
+        while True:
+            if value_now > best_value:
+                best_paths, best_split, best_value = list(current), split_now, value_now
+            if len(current) <= 2:
+                break
+            trials = []
+            for index in range(len(current)):
+                rest = current[:index] + current[index + 1:]
+                trials.append((rest, *_optimise(rest, amount_in, hop_cost_out)))
+            rest, split_rest, value_rest = max(trials, key=lambda t: t[2])
+            if value_rest < value_now:
+                break
+            current, split_now, value_now = rest, split_rest, value_rest
+    if best_value < 0:
+        raise InsufficientLiquidityError("no route can fill this amount")
+    legs = tuple(
+        Leg(path, amount, tuple(path.amounts(amount)))
+        for path, amount in zip(best_paths, best_split, strict=True) if amount > 0
+    )
+    amount_out = sum(leg.amount_out for leg in legs)
+    return RoutePlan(
+        input_mint=input_mint,
+        output_mint=output_mint,
+        amount_in=amount_in,
+        legs=legs,
+        amount_out=amount_out,
+        best_single_venue=_best_single_venue(all_paths, amount_in),
+        price_impact_pct=_price_impact(all_paths, amount_in, amount_out),
+        hop_cost_out=hop_cost_out,
+        paths=tuple(all_paths),
+    )
+
+
+def _best_single_venue(paths: list[Path], amount_in: int) -> tuple[Venue, int] | None:
+    best: tuple[Venue, int] | None = None
+    for path in paths:
+        if len(path.venues) != 1:
+            continue
+        out = path.quote(amount_in)
+        if out >= 0 and (best is None or out > best[1]):
+            best = (next(iter(path.venues)), out)
+    return best
+
+
+def _price_impact(paths: list[Path], amount_in: int, amount_out: int) -> float:
+    best_rate = max(p.curve().marginal(0.0) for p in paths)
+    ideal = best_rate * amount_in
+    return max(0.0, (ideal - amount_out) / ideal * 100) if ideal > 0 else 0.0
+
+
+
+# What executing one more hop costs (compute units at a typical priority fee), in lamports.
+HOP_COST_LAMPORTS = 5_000
+SOL_MINT = INTERMEDIATE_MINTS[0]
+
+
+def hop_cost_in(pools: Sequence[RoutablePool], output_mint: str) -> int:
+    """HOP_COST_LAMPORTS in the output token, at the best direct SOL price (0 if none)."""
+    if output_mint == SOL_MINT:
+        return HOP_COST_LAMPORTS
+    one_sol = 10**9
+    best = 0
+    for pool in pools:
+        if set(pool.mints) == {SOL_MINT, output_mint}:
+            try:
+                best = max(best, pool.quote(SOL_MINT, one_sol))
+            except InsufficientLiquidityError:
+                continue
+    return best * HOP_COST_LAMPORTS // one_sol

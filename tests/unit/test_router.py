@@ -1,0 +1,131 @@
+"""The router: never worse than one path, as good as a brute-force search, hops only when
+they pay."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from order_engine.domain.amm import FeeRounding, PoolState, Venue
+from order_engine.domain.errors import NoRouteError
+from order_engine.domain.pools import ConstantProductPool
+from order_engine.domain.router import RoutablePool, candidate_paths, plan_route
+from order_engine.domain.tokens import BONK, JUP, SOL, USDC, USDT
+
+R, M = Venue.RAYDIUM, Venue.METEORA
+
+
+def cp(venue: Venue, a: str, b: str, reserve_a: int, reserve_b: int, fee_bps: int = 25,
+       name: str = "") -> ConstantProductPool:
+    rounding = FeeRounding.UP if venue is R else FeeRounding.DOWN
+    pool_id = name or f"{venue.value}-{a[:4]}-{b[:4]}-{reserve_a}"
+    return ConstantProductPool(PoolState(pool_id, venue, a, b, reserve_a, reserve_b,
+                                         fee_bps, 10_000, rounding))
+
+
+def brute_force(pools: Sequence[RoutablePool], amount: int, steps: int) -> int:
+    """The best split of `amount` over the router's own candidate paths, on a grid."""
+    paths = candidate_paths(pools, SOL.mint, USDC.mint)
+    best = 0
+    grid = range(steps + 1)
+    for point in itertools.product(grid, repeat=len(paths) - 1):
+        if sum(point) > steps:
+            continue
+        shares = [*point, steps - sum(point)]
+        amounts = [amount * s // steps for s in shares]
+        amounts[-1] += amount - sum(amounts)
+        outs = [p.quote(a) for p, a in zip(paths, amounts, strict=True)]
+        if min(outs) >= 0:
+            best = max(best, sum(outs))
+    return best
+
+
+two_pools = st.tuples(
+    st.integers(10**12, 10**14), st.integers(100, 200), st.integers(10**12, 10**14),
+    st.integers(100, 200), st.sampled_from([5, 25, 30, 100]),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(pools=two_pools, fraction=st.floats(0.0001, 0.3))
+def test_split_is_never_worse_than_the_best_single_pool_and_matches_a_grid_search(
+    pools: tuple[int, int, int, int, int], fraction: float
+) -> None:
+    depth_r, price_r, depth_m, price_m, fee = pools
+    venues = [
+        cp(R, SOL.mint, USDC.mint, depth_r, depth_r * price_r // 1000),
+        cp(M, SOL.mint, USDC.mint, depth_m, depth_m * price_m // 1000, fee_bps=fee),
+    ]
+    amount = max(1000, int(min(depth_r, depth_m) * fraction))
+
+    plan = plan_route(venues, SOL.mint, USDC.mint, amount)
+
+    best_single = max(p.quote(SOL.mint, amount) for p in venues)
+    assert plan.amount_out >= best_single
+    assert plan.amount_out >= brute_force(venues, amount, 4000) * (1 - 0.0001)
+    assert sum(leg.amount_in for leg in plan.legs) == amount
+
+
+def test_three_way_split_matches_a_grid_search() -> None:
+    venues = [
+        cp(R, SOL.mint, USDC.mint, 20_000 * 10**9, 3_000_000 * 10**6, name="a"),
+        cp(M, SOL.mint, USDC.mint, 8_000 * 10**9, 1_209_600 * 10**6, fee_bps=30, name="b"),
+        cp(M, SOL.mint, USDC.mint, 5_000 * 10**9, 748_000 * 10**6, fee_bps=5, name="c"),
+    ]
+    amount = 2_000 * 10**9  # a pool-moving 2,000 SOL
+    plan = plan_route(venues, SOL.mint, USDC.mint, amount)
+    assert len(plan.legs) == 3
+    assert plan.amount_out >= brute_force(venues, amount, 300) * (1 - 0.0001)
+
+
+def test_a_small_order_uses_one_pool() -> None:
+    venues = [cp(R, SOL.mint, USDC.mint, 20_000 * 10**9, 3_000_000 * 10**6),
+              cp(M, SOL.mint, USDC.mint, 8_000 * 10**9, 1_209_600 * 10**6, fee_bps=30)]
+    # One hop costs 0.01 USDC: splitting 0.1 SOL cannot earn that back.
+    plan = plan_route(venues, SOL.mint, USDC.mint, 10**8, hop_cost_out=10_000)
+    assert len(plan.legs) == 1
+    assert plan.legs[0].path.hops[0].pool.venue is M  # the better price
+
+
+def test_two_hops_are_used_when_they_pay() -> None:
+    # SOL/USDC pools are poor and thin; SOL/USDT and USDT/USDC are deep and fair.
+    venues = [
+        cp(R, SOL.mint, USDC.mint, 100 * 10**9, 14_000 * 10**6),  # 140 USDC per SOL
+        cp(R, SOL.mint, USDT.mint, 20_000 * 10**9, 3_000_000 * 10**6),  # 150 USDT per SOL
+        cp(M, USDT.mint, USDC.mint, 10**13, 10**13, fee_bps=5),
+    ]
+    plan = plan_route(venues, SOL.mint, USDC.mint, 10 * 10**9)
+    hops = [len(leg.path.hops) for leg in plan.legs]
+    assert 2 in hops
+    assert plan.amount_out > venues[0].quote(SOL.mint, 10 * 10**9)
+
+
+def test_two_hops_are_not_used_when_direct_is_better() -> None:
+    venues = [
+        cp(R, SOL.mint, USDC.mint, 20_000 * 10**9, 3_000_000 * 10**6),
+        cp(R, SOL.mint, USDT.mint, 1_000 * 10**9, 150_000 * 10**6),
+        cp(M, USDT.mint, USDC.mint, 10**11, 10**11, fee_bps=30),
+    ]
+    plan = plan_route(venues, SOL.mint, USDC.mint, 10**9, hop_cost_out=1_000)
+    assert [len(leg.path.hops) for leg in plan.legs] == [1]
+
+
+def test_a_pair_without_any_path_is_no_route() -> None:
+    venues = [cp(R, SOL.mint, USDC.mint, 10**12, 10**12)]
+    with pytest.raises(NoRouteError):
+        plan_route(venues, BONK.mint, JUP.mint, 10**6)
+
+
+def test_the_plan_reports_impact_and_the_best_single_venue() -> None:
+    venues = [cp(R, SOL.mint, USDC.mint, 1_000 * 10**9, 150_000 * 10**6),
+              cp(M, SOL.mint, USDC.mint, 1_000 * 10**9, 151_000 * 10**6, fee_bps=30)]
+    small = plan_route(venues, SOL.mint, USDC.mint, 10**7)
+    large = plan_route(venues, SOL.mint, USDC.mint, 200 * 10**9)
+    assert small.price_impact_pct < 0.01
+    assert large.price_impact_pct > 5
+    assert large.best_single_venue is not None
+    assert large.amount_out > large.best_single_venue[1]
