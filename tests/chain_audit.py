@@ -8,7 +8,6 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from order_engine.market import tables
-from order_engine.market.genesis import DEFAULT_POOLS
 
 
 async def landed_count(engine: AsyncEngine, signatures: list[str], ok_only: bool = True) -> int:
@@ -22,9 +21,6 @@ async def landed_count(engine: AsyncEngine, signatures: list[str], ok_only: bool
 
 async def reserve_mismatches(engine: AsyncEngine) -> list[str]:
     """Pools whose reserves differ from genesis plus every successful swap that landed."""
-    expected: dict[str, list[int]] = {
-        spec.pool_id: [spec.reserve_base, spec.reserve_quote] for spec in DEFAULT_POOLS
-    }
     deltas: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     async with engine.connect() as conn:
         pools = {row.pool_id: row for row in (await conn.execute(select(tables.pools))).all()}
@@ -44,8 +40,8 @@ async def reserve_mismatches(engine: AsyncEngine) -> list[str]:
                 d[0], d[1] = d[0] - amount_out, d[1] + amount_in
     problems = []
     for pool_id, row in pools.items():
-        genesis, delta = expected[pool_id], deltas[pool_id]
-        want = [genesis[0] + delta[0], genesis[1] + delta[1]]
+        delta = deltas[pool_id]
+        want = [int(row.genesis_reserve_a) + delta[0], int(row.genesis_reserve_b) + delta[1]]
         got = [int(row.reserve_a), int(row.reserve_b)]
         if want != got:
             problems.append(f"{pool_id}: reserves {got}, expected {want}")

@@ -23,6 +23,11 @@ def upgrade() -> None:
                                      server_default="constant_product"), schema="chain")
     # Everything a non-constant-product pool (DLMM: bins, volatility) needs beyond reserves.
     op.add_column("pools", sa.Column("state", postgresql.JSONB()), schema="chain")
+    # What the pool held at genesis: with every landed swap, what it must hold now.
+    op.add_column("pools", sa.Column("genesis_reserve_a", sa.Numeric(39, 0)), schema="chain")
+    op.add_column("pools", sa.Column("genesis_reserve_b", sa.Numeric(39, 0)), schema="chain")
+    op.execute("UPDATE chain.pools SET genesis_reserve_a = reserve_a, "
+               "genesis_reserve_b = reserve_b")
     op.add_column("transactions", sa.Column("legs", postgresql.JSONB()), schema="chain")
     op.add_column("orders", sa.Column("routing", postgresql.JSONB()))
 
@@ -30,5 +35,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_column("orders", "routing")
     op.drop_column("transactions", "legs", schema="chain")
+    op.drop_column("pools", "genesis_reserve_b", schema="chain")
+    op.drop_column("pools", "genesis_reserve_a", schema="chain")
     op.drop_column("pools", "state", schema="chain")
     op.drop_column("pools", "kind", schema="chain")

@@ -67,6 +67,26 @@ def worker() -> None:
 
 
 @app.command()
+def market(
+    seed: Annotated[int | None, typer.Option(help="Seed (default: the config file's).")] = None,
+) -> None:
+    """Run the market simulator: prices walk, noise traders trade, arbitrageurs trade pools
+    back toward the reference prices. Configured by $MARKET_CONFIG (default: the shipped
+    default_market.toml).
+
+    Example: [cyan]MARKET_CONFIG=my_market.toml order-engine market --seed 42[/]
+    """
+    from order_engine.logs import configure_logging
+    from order_engine.market.runner import run_market
+
+    settings = get_settings()
+    if not settings.database_url:
+        raise _fail("DATABASE_URL must be set")
+    configure_logging(settings.log_level)
+    asyncio.run(run_market(settings, seed))
+
+
+@app.command()
 def migrate() -> None:
     """Apply the database migrations and create the simulated market's pools."""
     from order_engine.migrate import seed_chain, upgrade_database
@@ -82,12 +102,13 @@ def migrate() -> None:
 @app.command()
 def up(
     workers: Annotated[int, typer.Option(help="Worker processes to start.")] = 1,
+    market: Annotated[bool, typer.Option(help="Run the market simulator too.")] = True,
 ) -> None:
     """Start everything: embedded PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL are
     set), migrations, the API and the workers. Ctrl-C stops it all."""
     from order_engine.supervisor import run_stack
 
-    sys.exit(run_stack(get_settings(), workers))
+    sys.exit(run_stack(get_settings(), workers, market))
 
 
 @keys_app.command("create")

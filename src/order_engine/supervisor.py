@@ -75,7 +75,7 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
-def run_stack(settings: Settings, workers: int = 1) -> int:
+def run_stack(settings: Settings, workers: int = 1, market: bool = True) -> int:
     embedded = EmbeddedServers(Path(settings.data_dir).resolve())
     env = dict(os.environ)
     try:
@@ -97,6 +97,8 @@ def run_stack(settings: Settings, workers: int = 1) -> int:
         command = [sys.executable, "-m", "order_engine.cli"]
         procs = [subprocess.Popen([*command, "api"], env=env)]
         procs += [subprocess.Popen([*command, "worker"], env=env) for _ in range(workers)]
+        if market:
+            procs.append(subprocess.Popen([*command, "market"], env=env))
         stopping = False
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -135,6 +137,7 @@ def _banner(url: str, key: str, settings: Settings, workers: int) -> None:
     print_(f"  Dev API key  {key}")
     print_(f"  Workers      {workers} x {settings.worker_concurrency} concurrent orders, "
            f"simulated latency x{settings.sim_latency_scale}")
+    print_("  Market       prices walk; noise traders and arbitrageurs trade the pools")
     print_("\n[bold]Submit an order:[/]")
     print_(curl)
     print_("\n[bold]Or submit and watch it live from this checkout:[/]")

@@ -29,8 +29,16 @@ from order_engine.domain.errors import (
     TransactionDroppedError,
 )
 from order_engine.market import tables
-from order_engine.market.genesis import DEFAULT_POOLS, PoolSpec
-from order_engine.market.pool_codec import AnyPool, mints_of, pool_from_row, pool_values, swap
+from order_engine.market.config import MarketConfig, load_market_config
+from order_engine.market.genesis import genesis_pools
+from order_engine.market.pool_codec import (
+    AnyPool,
+    mints_of,
+    pool_from_row,
+    pool_row,
+    pool_values,
+    swap,
+)
 from order_engine.market.programs import (
     MEMO_PROGRAM_ID,
     MalformedInstructionError,
@@ -81,29 +89,25 @@ class SimulatedChain:
 
     # --- genesis -------------------------------------------------------------------
 
-    async def ensure_genesis(self, pools: tuple[PoolSpec, ...] = DEFAULT_POOLS) -> None:
-        """Create the genesis row and the default pools unless they exist (idempotent)."""
+    async def ensure_genesis(self, config: MarketConfig | None = None) -> None:
+        """Create the genesis row and the configured pools unless they exist (idempotent)."""
         now = datetime.now(UTC)
+        pools = genesis_pools(config or load_market_config(), int(now.timestamp()))
         async with self._engine.begin() as conn:
             await conn.execute(
                 insert(tables.genesis)
                 .values(id=1, started_at=now, seed=hashlib.sha256(str(now).encode()).hexdigest())
                 .on_conflict_do_nothing()
             )
-            for spec in pools:
+            for pool in pools:
+                values = pool_row(pool)
                 await conn.execute(
                     insert(tables.pools)
                     .values(
-                        pool_id=spec.pool_id,
-                        address=str(pool_address(spec.venue, spec.pool_id)),
-                        venue=spec.venue.value,
-                        mint_a=spec.base.mint,
-                        mint_b=spec.quote.mint,
-                        reserve_a=spec.reserve_base,
-                        reserve_b=spec.reserve_quote,
-                        fee_numerator=spec.fee_numerator,
-                        fee_denominator=spec.fee_denominator,
-                        fee_rounding=spec.fee_rounding.value,
+                        **values,
+                        address=str(pool_address(pool.venue, pool.pool_id)),
+                        genesis_reserve_a=values["reserve_a"],
+                        genesis_reserve_b=values["reserve_b"],
                         updated_at=now,
                     )
                     .on_conflict_do_nothing()

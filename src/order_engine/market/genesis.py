@@ -1,61 +1,32 @@
-"""The default market: which pools exist at genesis, their prices and depth."""
+"""The pools at genesis, from the market configuration."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 
-from order_engine.domain.amm import FeeRounding, Venue
-from order_engine.domain.tokens import BONK, JUP, SOL, USDC, USDT, Token
+from order_engine.domain.amm import FeeRounding, PoolState, Venue
+from order_engine.market.config import CONSTANT_PRODUCT, MarketConfig, PoolConfig
+from order_engine.market.pool_codec import AnyPool
+
+# Raydium's programs round their fee up; Meteora's round down.
+FEE_ROUNDING = {Venue.RAYDIUM: FeeRounding.UP, Venue.METEORA: FeeRounding.DOWN}
 
 
-@dataclass(frozen=True, slots=True)
-class PoolSpec:
-    venue: Venue
-    base: Token
-    quote: Token
-    price: Decimal  # quote per base, in token units
-    base_liquidity: Decimal  # base tokens in the pool
-    fee_numerator: int
-    fee_denominator: int
-    fee_rounding: FeeRounding
-
-    @property
-    def pool_id(self) -> str:
-        return f"{self.venue.value}-{self.base.symbol}-{self.quote.symbol}"
-
-    @property
-    def reserve_base(self) -> int:
-        return int(self.base_liquidity.scaleb(self.base.decimals))
-
-    @property
-    def reserve_quote(self) -> int:
-        return int((self.base_liquidity * self.price).scaleb(self.quote.decimals))
+def _pool_price(config: MarketConfig, pool: PoolConfig) -> Decimal:
+    """Quote per base in token units: the pair's price moved by the pool's offset."""
+    return config.pair_of(pool).price * (1 + pool.price_offset_pct / 100)
 
 
-def _raydium(base: Token, quote: Token, price: str, depth: str) -> PoolSpec:
-    # Raydium AMM v4: 0.25% fee (25/10000), rounded up.
-    return PoolSpec(Venue.RAYDIUM, base, quote, Decimal(price), Decimal(depth), 25, 10_000,
-                    FeeRounding.UP)
+def genesis_pool(config: MarketConfig, pool: PoolConfig, now_ts: int) -> AnyPool:
+    price = _pool_price(config, pool)
+    reserve_base = int(pool.base_liquidity.scaleb(pool.base.decimals))
+    reserve_quote = int((pool.base_liquidity * price).scaleb(pool.quote.decimals))
+    if pool.kind == CONSTANT_PRODUCT:
+        return PoolState(pool.pool_id, pool.venue, pool.base.mint, pool.quote.mint,
+                         reserve_base, reserve_quote, pool.fee_bps, 10_000,
+                         FEE_ROUNDING[pool.venue])
+    raise NotImplementedError(f"pool kind {pool.kind}")
 
 
-def _meteora(base: Token, quote: Token, price: str, depth: str, fee_bps: int) -> PoolSpec:
-    # Meteora dynamic AMM: a per-pool fee tier, rounded down.
-    return PoolSpec(Venue.METEORA, base, quote, Decimal(price), Decimal(depth), fee_bps,
-                    10_000, FeeRounding.DOWN)
-
-
-# Meteora's prices sit 0.2-2.5% away from Raydium's and its pools are shallower, so which
-# venue wins depends on the pair, the direction and the size of the order.
-DEFAULT_POOLS: tuple[PoolSpec, ...] = (
-    _raydium(SOL, USDC, "150", "20000"),
-    _meteora(SOL, USDC, "151.2", "8000", 30),
-    _raydium(SOL, USDT, "150.1", "8000"),
-    _meteora(SOL, USDT, "148.3", "5000", 25),
-    _raydium(USDC, USDT, "1.0002", "5000000"),
-    _meteora(USDC, USDT, "0.998", "10000000", 5),
-    _raydium(BONK, SOL, "0.000000133", "150000000000"),
-    _meteora(BONK, SOL, "0.0000001297", "50000000000", 40),
-    _raydium(JUP, USDC, "0.80", "2000000"),
-    _meteora(JUP, USDC, "0.812", "1000000", 30),
-)
+def genesis_pools(config: MarketConfig, now_ts: int) -> list[AnyPool]:
+    return [genesis_pool(config, pool, now_ts) for pool in config.pools]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from order_engine.domain.amm import FeeRounding, PoolState, Venue, apply_swap, swap_exact_in
@@ -29,6 +30,21 @@ def pool_from_row(row: Mapping[Any, Any]) -> AnyPool:
     )
 
 
+def pool_row(pool: AnyPool) -> dict[str, Any]:
+    """Every column of a new pool row but its address and timestamps."""
+    return {
+        "pool_id": pool.pool_id,
+        "venue": pool.venue.value,
+        "mint_a": pool.mint_a,
+        "mint_b": pool.mint_b,
+        "fee_numerator": pool.fee_numerator,
+        "fee_denominator": pool.fee_denominator,
+        "fee_rounding": pool.fee_rounding.value,
+        "kind": CONSTANT_PRODUCT,
+        **pool_values(pool),
+    }
+
+
 def pool_values(pool: AnyPool) -> dict[str, Any]:
     """The columns a swap changes."""
     return {"reserve_a": Decimal(pool.reserve_a), "reserve_b": Decimal(pool.reserve_b)}
@@ -46,3 +62,18 @@ def routable(pool: AnyPool, now_ts: int) -> RoutablePool:
 
 def mints_of(pool: AnyPool) -> tuple[str, str]:
     return pool.mint_a, pool.mint_b
+
+
+def reserves_of(pool: AnyPool) -> tuple[int, int]:
+    """All of token A and token B the pool holds."""
+    return pool.reserve_a, pool.reserve_b
+
+
+def spot_price(pool: AnyPool, input_mint: str) -> Fraction:
+    """Output base units per input base unit at the margin, before fees."""
+    reserve_in, reserve_out = pool.reserves_for(input_mint)
+    return Fraction(reserve_out, reserve_in)
+
+
+def fee_fraction(pool: AnyPool) -> Fraction:
+    return Fraction(pool.fee_numerator, pool.fee_denominator)

@@ -33,6 +33,8 @@ pools = Table(
     Column("fee_rounding", Text, nullable=False),
     Column("kind", Text, nullable=False, server_default="constant_product"),
     Column("state", JSONB),
+    Column("genesis_reserve_a", Numeric(39, 0)),
+    Column("genesis_reserve_b", Numeric(39, 0)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 

@@ -1,0 +1,59 @@
+"""The market simulator: prices walk, noise trades, arbitrage pulls pools back together."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from fractions import Fraction
+
+from order_engine.market.chain import SimulatedChain
+from order_engine.market.config import load_market_config
+from order_engine.market.pool_codec import mints_of, spot_price
+from order_engine.market.simulator import MarketSimulator, arbitrage_trade
+from tests.chain_audit import reserve_mismatches
+from tests.stack import Stack
+
+
+async def test_arbitrage_brings_every_pool_close_to_the_reference(stack: Stack) -> None:
+    config = dataclasses.replace(load_market_config(), noise_trades_per_pool_per_tick=0.0)
+    chain = SimulatedChain(stack.services.engine, latency_scale=0)
+    market = MarketSimulator(chain, config, random.Random(3))
+    market.reference = {k: v * 1.02 for k, v in market.reference.items()}  # prices jump 2%
+
+    for _ in range(3):
+        await market.tick(0.0)
+
+    for pool in await chain.get_pools():
+        pair = next(p for p in config.pairs if (p.base.mint, p.quote.mint) == mints_of(pool))
+        target = Fraction(market.reference[mints_of(pool)]) * Fraction(
+            10**pair.quote.decimals, 10**pair.base.decimals)
+        spot = spot_price(pool, pool.mint_a)
+        fee = Fraction(pool.fee_numerator, pool.fee_denominator)
+        # Within the pool's fee plus the threshold (and a bin's width for DLMM pools).
+        assert abs(spot / target - 1) <= fee + Fraction(config.arbitrage_threshold_bps,
+                                                        10_000) + Fraction(1, 100), pool.pool_id
+    assert market.trades_sent > 0
+    assert await reserve_mismatches(stack.services.engine) == []
+
+
+async def test_noise_and_walks_are_reproducible_with_a_seed(stack: Stack) -> None:
+    config = load_market_config()
+    pools = await stack.services.chain.get_pools()
+
+    def plan(seed: int) -> list[tuple[str, str, int, str]]:
+        market = MarketSimulator(stack.services.chain, config, random.Random(seed))
+        market.walk_prices(1.0)
+        return [(t.pool.pool_id, t.input_mint, t.amount_in, t.reason)
+                for t in market.trades_for(pools, 0)]
+
+    assert plan(5) == plan(5)
+    assert plan(5) != plan(6)
+
+
+async def test_no_arbitrage_when_the_pool_is_at_the_reference(stack: Stack) -> None:
+    pool = (await stack.services.chain.get_pools())[0]
+    target = spot_price(pool, pool.mint_a)
+    assert arbitrage_trade(pool, target, Fraction(1, 1000), 0) is None
+    far = arbitrage_trade(pool, target * Fraction(11, 10), Fraction(1, 1000), 0)
+    assert far is not None
+    assert far.input_mint == pool.mint_b  # buy base to lift the price
