@@ -28,7 +28,7 @@ INTERMEDIATE_MINTS: tuple[str, ...] = (
     "Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB",
 )
 MAX_PATHS = 6
-BISECTION_STEPS = 80
+BISECTION_STEPS = 50
 
 
 class Curve(Protocol):
@@ -364,7 +364,8 @@ def plan_route(
         single.hops)
     best_paths = [single]
     if len(paths) > 1:
-        # Drop, one at a time, the path whose removal helps most, while that helps.
+        # Paths the split leaves (nearly) empty go first; then, one at a time, the path
+        # carrying least, while dropping it (and its hops' cost) does not lose output.
         current = list(paths)
         split_now, value_now = _optimise(current, amount_in, hop_cost_out)
         while True:
@@ -372,11 +373,9 @@ def plan_route(
                 best_paths, best_split, best_value = list(current), split_now, value_now
             if len(current) <= 2:
                 break
-            trials = []
-            for index in range(len(current)):
-                rest = current[:index] + current[index + 1:]
-                trials.append((rest, *_optimise(rest, amount_in, hop_cost_out)))
-            rest, split_rest, value_rest = max(trials, key=lambda t: t[2])
+            smallest = min(range(len(current)), key=lambda i: split_now[i])
+            rest = current[:smallest] + current[smallest + 1:]
+            split_rest, value_rest = _optimise(rest, amount_in, hop_cost_out)
             if value_rest < value_now:
                 break
             current, split_now, value_now = rest, split_rest, value_rest

@@ -1,0 +1,1 @@
+"""`order-engine bench`: measurements that ship with the product."""
