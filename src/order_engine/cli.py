@@ -23,6 +23,9 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+bench_app = typer.Typer(help="Measure the engine (figures go to BENCHMARKS.md).",
+                        no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -135,6 +138,38 @@ def keys_create(
             await engine.dispose()
 
     console.print(asyncio.run(create()))
+
+
+@bench_app.command("routing")
+def bench_routing_command(
+    repeats: Annotated[int, typer.Option(help="Timed runs per case.")] = 200,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
+) -> None:
+    """Our route against the best single venue and the seed's "max of two venues", for
+    sizes from small to pool-moving, on the genesis market; and how long routing takes.
+
+    Example: [cyan]order-engine bench routing --json routing.json[/]
+    """
+    from rich.table import Table
+
+    from order_engine.bench.routing import bench_routing, rows_as_dicts
+
+    rows = bench_routing(repeats)
+    table = Table(title="Routing on the genesis market")
+    for column in ("pair", "amount in", "max of two venues", "best single venue", "our route",
+                   "legs/hops", "vs max of two", "vs single venue", "time p50 / p99"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        table.add_row(
+            r.pair, r.amount, r.max_of_two_venues or "no pool", r.best_single_venue or "-",
+            r.route, f"{r.legs}/{r.hops}",
+            "-" if r.gain_vs_max_of_two_bps is None else f"+{r.gain_vs_max_of_two_bps} bps",
+            "-" if r.gain_vs_single_venue_bps is None else f"+{r.gain_vs_single_venue_bps} bps",
+            f"{r.route_us_median:.0f} / {r.route_us_p99:.0f} us",
+        )
+    console.print(table)
+    if json_out is not None:
+        json_out.write_bytes(orjson.dumps(rows_as_dicts(rows), option=orjson.OPT_INDENT_2))
 
 
 # --- talking to a running service ------------------------------------------------------
