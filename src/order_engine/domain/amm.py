@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from fractions import Fraction
 
 from order_engine.domain.errors import InsufficientLiquidityError, InvalidPairError
 
@@ -95,3 +96,97 @@ def apply_swap(pool: PoolState, input_mint: str, result: SwapResult) -> PoolStat
     if input_mint == pool.mint_a:
         return replace(pool, reserve_a=result.new_reserve_in, reserve_b=result.new_reserve_out)
     return replace(pool, reserve_b=result.new_reserve_in, reserve_a=result.new_reserve_out)
+
+
+# --- Raydium fee tiers --------------------------------------------------------------------
+
+# AMM v4 takes 25 / 10_000 (0.25%) on every pool.
+RAYDIUM_AMM_V4_FEE_NUMERATOR = 25
+RAYDIUM_AMM_V4_FEE_DENOMINATOR = 10_000
+# CP-Swap (CPMM) fee rates are per 1_000_000 (raydium-cp-swap curve/fees.rs
+# FEE_RATE_DENOMINATOR_VALUE); each AmmConfig account sets one trade_fee_rate.
+RAYDIUM_CPMM_FEE_DENOMINATOR = 1_000_000
+RAYDIUM_CPMM_FEE_0_01_PCT = 100
+RAYDIUM_CPMM_FEE_0_25_PCT = 2_500
+RAYDIUM_CPMM_FEE_1_PCT = 10_000
+RAYDIUM_CPMM_FEE_2_PCT = 20_000
+RAYDIUM_CPMM_FEE_4_PCT = 40_000
+RAYDIUM_CPMM_FEE_TIERS: tuple[int, ...] = (
+    RAYDIUM_CPMM_FEE_0_01_PCT,
+    RAYDIUM_CPMM_FEE_0_25_PCT,
+    RAYDIUM_CPMM_FEE_1_PCT,
+    RAYDIUM_CPMM_FEE_2_PCT,
+    RAYDIUM_CPMM_FEE_4_PCT,
+)
+
+
+# --- exact output, prices ---------------------------------------------------------------
+
+def _input_before_fee(reserve_in: int, reserve_out: int, amount_out: int) -> int:
+    """The input (after fee) that pays out `amount_out`: ceil(R_in * out / (R_out - out)).
+
+    raydium-cp-swap's swap_base_output_without_fees uses its own checked_ceil_div, which
+    for a quotient below 1 gives 1 from one half up and 0 under it; the program then rejects
+    the zero input, and so do we.
+    """
+    numerator = reserve_in * amount_out
+    denominator = reserve_out - amount_out
+    if 2 * numerator < denominator:  # a quotient under one half
+        raise InsufficientLiquidityError("amount_out too small: the program computes no input")
+    return _ceil_div(numerator, denominator)
+
+
+def swap_exact_out(pool: PoolState, output_mint: str, amount_out: int) -> SwapResult:
+    """The least input that pays out exactly `amount_out`, the fee on top (a quote).
+
+    Raydium's swap_base_output: net input = ceil(R_in * out / (R_out - out)), then the
+    amount before fee = ceil(net * D / (D - N)) (fees.rs calculate_pre_fee_amount) and the
+    fee = ceil(amount * N / D), the same fee `swap_exact_in` takes on that amount. For a
+    pool that floors its fee (Meteora), the least amount with amount - floor(amount * N / D)
+    >= net is floor((net - 1) * D / (D - N)) + 1. Either way `swap_exact_in` of the returned
+    amount_in pays out at least `amount_out`, and one base unit less would not.
+    """
+    if amount_out <= 0:
+        raise ValueError("amount_out must be positive")
+    reserve_out, reserve_in = pool.reserves_for(output_mint)
+    if reserve_in <= 0 or reserve_out <= 0:
+        raise InsufficientLiquidityError(f"pool {pool.pool_id} is empty")
+    if amount_out >= reserve_out:
+        raise InsufficientLiquidityError(f"pool {pool.pool_id} cannot pay out {amount_out}")
+    if pool.fee_numerator >= pool.fee_denominator:
+        raise ValueError(f"pool {pool.pool_id} takes its whole input as fee")
+    net_in = _input_before_fee(reserve_in, reserve_out, amount_out)
+    numerator, denominator = pool.fee_numerator, pool.fee_denominator
+    if pool.fee_rounding is FeeRounding.UP:
+        amount_in = _ceil_div(net_in * denominator, denominator - numerator)
+        fee = _ceil_div(amount_in * numerator, denominator)
+    else:
+        amount_in = (net_in - 1) * denominator // (denominator - numerator) + 1
+        fee = amount_in * numerator // denominator
+    return SwapResult(
+        amount_in=amount_in,
+        fee=fee,
+        amount_out=amount_out,
+        new_reserve_in=reserve_in + amount_in,
+        new_reserve_out=reserve_out - amount_out,
+    )
+
+
+def spot_price(pool: PoolState, input_mint: str) -> Fraction:
+    """Output per unit of input for an infinitesimal swap, before fees: R_out / R_in."""
+    reserve_in, reserve_out = pool.reserves_for(input_mint)
+    if reserve_in <= 0 or reserve_out <= 0:
+        raise InsufficientLiquidityError(f"pool {pool.pool_id} is empty")
+    return Fraction(reserve_out, reserve_in)
+
+
+def marginal_output_rate(pool: PoolState, input_mint: str, amount_in: int) -> Fraction:
+    """d(output)/d(input) of the constant-product swap after fee, at `amount_in`:
+    gamma * R_in * R_out / (R_in + gamma * a)^2, gamma = 1 - fee (rounding ignored)."""
+    if amount_in < 0:
+        raise ValueError("amount_in must not be negative")
+    reserve_in, reserve_out = pool.reserves_for(input_mint)
+    if reserve_in <= 0 or reserve_out <= 0:
+        raise InsufficientLiquidityError(f"pool {pool.pool_id} is empty")
+    gamma = 1 - Fraction(pool.fee_numerator, pool.fee_denominator)
+    return gamma * reserve_in * reserve_out / (reserve_in + gamma * amount_in) ** 2

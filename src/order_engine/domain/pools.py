@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from order_engine.domain import dlmm
 from order_engine.domain.amm import PoolState, Venue, swap_exact_in
-from order_engine.domain.router import Curve, MobiusCurve
+from order_engine.domain.router import Curve, MobiusCurve, PiecewiseCurve
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,3 +38,34 @@ class ConstantProductPool:
         reserve_in, reserve_out = self.state.reserves_for(input_mint)
         keep = 1 - self.state.fee_numerator / self.state.fee_denominator
         return MobiusCurve(float(reserve_out), reserve_in / keep)
+
+
+@dataclass(frozen=True, slots=True)
+class DlmmRoutablePool:
+    """A Meteora DLMM pool, at the moment `now_ts` (its variable fee depends on time)."""
+
+    state: dlmm.DlmmPool
+    now_ts: int
+    venue: Venue = Venue.METEORA
+
+    @property
+    def pool_id(self) -> str:
+        return self.state.pool_id
+
+    @property
+    def mints(self) -> tuple[str, str]:
+        return self.state.mint_x, self.state.mint_y
+
+    def quote(self, input_mint: str, amount_in: int) -> int:
+        return dlmm.quote_exact_in(self.state, input_mint, amount_in, self.now_ts)
+
+    def fee(self, input_mint: str, amount_in: int) -> int:
+        return dlmm.swap_exact_in(self.state, input_mint, amount_in, self.now_ts).fee
+
+    def curve(self, input_mint: str) -> Curve:
+        # Each bin, emptied in turn: its input (fee included) at its rate (fee included).
+        ladder = dlmm.bin_ladder(self.state, input_mint, self.now_ts)
+        return PiecewiseCurve(tuple(
+            (float(step.amount_in), step.amount_out / step.amount_in)
+            for step in ladder if step.amount_in > 0
+        ))

@@ -21,7 +21,6 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from order_engine.domain.amm import PoolState
 from order_engine.domain.errors import (
     BlockhashExpiredError,
     InsufficientLiquidityError,
@@ -38,6 +37,7 @@ from order_engine.market.pool_codec import (
     pool_row,
     pool_values,
     swap,
+    venue_of,
 )
 from order_engine.market.programs import (
     MEMO_PROGRAM_ID,
@@ -105,7 +105,7 @@ class SimulatedChain:
                     insert(tables.pools)
                     .values(
                         **values,
-                        address=str(pool_address(pool.venue, pool.pool_id)),
+                        address=str(pool_address(venue_of(pool), pool.pool_id)),
                         genesis_reserve_a=values["reserve_a"],
                         genesis_reserve_b=values["reserve_b"],
                         updated_at=now,
@@ -144,9 +144,9 @@ class SimulatedChain:
 
     # --- pools ---------------------------------------------------------------------
 
-    async def get_pools(self, mint_x: str | None = None, mint_y: str | None = None) -> list[
-        PoolState
-    ]:
+    async def get_pools(
+        self, mint_x: str | None = None, mint_y: str | None = None
+    ) -> list[AnyPool]:
         stmt = select(tables.pools).order_by(tables.pools.c.pool_id)
         if mint_x is not None and mint_y is not None:
             c = tables.pools.c

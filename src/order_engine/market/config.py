@@ -42,6 +42,7 @@ class PoolConfig:
     bin_step: int
     base_factor: int
     shape: str
+    bins_each_side: int
 
     @property
     def pool_id(self) -> str:
@@ -84,6 +85,7 @@ def _pool(raw: dict[str, Any]) -> PoolConfig:
         bin_step=int(raw.get("bin_step", 10)),
         base_factor=int(raw.get("base_factor", 10_000)),
         shape=shape,
+        bins_each_side=int(raw.get("bins_each_side", 50)),
     )
 
 

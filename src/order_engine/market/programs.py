@@ -13,8 +13,8 @@ from order_engine.domain.amm import Venue
 PROGRAM_IDS: dict[Venue, Pubkey] = {
     # Raydium AMM v4 (constant product).
     Venue.RAYDIUM: Pubkey.from_string("675kPX9MHTjS2zt1qfr1NYHuzeLXfQM9H24wFSUt1Mp8"),
-    # Meteora Dynamic AMM pools.
-    Venue.METEORA: Pubkey.from_string("Eo7WjKq67rjJQSZxS6z3YkapzY3eMj6Xy8X5EQVn5UaB"),
+    # Meteora DLMM (liquidity book).
+    Venue.METEORA: Pubkey.from_string("LBUZKhRxPF3XUpBCjp4YzTKgLccjZhTSDM9YuVaPwxo"),
 }
 VENUE_BY_PROGRAM = {program: venue for venue, program in PROGRAM_IDS.items()}
 

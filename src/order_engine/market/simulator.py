@@ -28,6 +28,7 @@ from order_engine.market.pool_codec import (
     reserves_of,
     spot_price,
     swap,
+    venue_of,
 )
 from order_engine.market.programs import (
     RouteInstruction,
@@ -163,7 +164,7 @@ class MarketSimulator:
             input_mint=Pubkey.from_string(trade.input_mint),
             output_mint=Pubkey.from_string(buy),
             min_amount_out=0,
-            steps=(RouteStep(0, pool_address(trade.pool.venue, trade.pool.pool_id),
+            steps=(RouteStep(0, pool_address(venue_of(trade.pool), trade.pool.pool_id),
                              trade.input_mint == base, trade.amount_in),),
         ).to_instruction()
         latest = await self._chain.get_latest_blockhash()
