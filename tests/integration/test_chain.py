@@ -13,6 +13,7 @@ from order_engine.domain.amm import Venue
 from order_engine.domain.errors import BlockhashExpiredError, PermanentError
 from order_engine.domain.tokens import SOL, USDC
 from order_engine.market.chain import SLIPPAGE_ERROR, SimulatedChain
+from order_engine.market.pool_codec import reserves_of
 from order_engine.market.programs import RouteInstruction, RouteStep, pool_address
 from order_engine.market.transactions import SignedTransaction, engine_wallet, sign_transaction
 from tests.chain_audit import reserve_mismatches
@@ -34,7 +35,7 @@ async def _swap_tx(chain: SimulatedChain, amount_in: int, min_out: int = 0,
 
 async def _reserves(chain: SimulatedChain) -> tuple[int, int]:
     pool = next(p for p in await chain.get_pools() if p.pool_id == POOL_ID)
-    return pool.reserve_a, pool.reserve_b
+    return reserves_of(pool)
 
 
 async def test_a_signature_is_applied_once_however_often_it_is_sent(stack: Stack) -> None:
