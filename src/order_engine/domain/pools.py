@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from order_engine.domain import dlmm
 from order_engine.domain.amm import PoolState, Venue, swap_exact_in
@@ -40,13 +40,16 @@ class ConstantProductPool:
         return MobiusCurve(float(reserve_out), reserve_in / keep)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class DlmmRoutablePool:
     """A Meteora DLMM pool, at the moment `now_ts` (its variable fee depends on time)."""
 
     state: dlmm.DlmmPool
     now_ts: int
     venue: Venue = Venue.METEORA
+    # A bin ladder is a walk over every bin: computed once per direction.
+    _curves: dict[str, Curve] = field(default_factory=dict, compare=False, hash=False,
+                                      repr=False)
 
     @property
     def pool_id(self) -> str:
@@ -64,8 +67,10 @@ class DlmmRoutablePool:
 
     def curve(self, input_mint: str) -> Curve:
         # Each bin, emptied in turn: its input (fee included) at its rate (fee included).
-        ladder = dlmm.bin_ladder(self.state, input_mint, self.now_ts)
-        return PiecewiseCurve(tuple(
-            (float(step.amount_in), step.amount_out / step.amount_in)
-            for step in ladder if step.amount_in > 0
-        ))
+        if input_mint not in self._curves:
+            ladder = dlmm.bin_ladder(self.state, input_mint, self.now_ts)
+            self._curves[input_mint] = PiecewiseCurve(tuple(
+                (float(step.amount_in), step.amount_out / step.amount_in)
+                for step in ladder if step.amount_in > 0
+            ))
+        return self._curves[input_mint]
