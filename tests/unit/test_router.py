@@ -129,3 +129,22 @@ def test_the_plan_reports_impact_and_the_best_single_venue() -> None:
     assert large.price_impact_pct > 5
     assert large.best_single_venue is not None
     assert large.amount_out > large.best_single_venue[1]
+
+
+def test_split_between_a_dlmm_and_a_constant_product_pool_matches_a_grid_search() -> None:
+    from fractions import Fraction
+
+    from order_engine.domain import dlmm
+    from order_engine.domain.pools import DlmmRoutablePool
+
+    bins = dlmm.make_pool("meteora-SOL-USDC", SOL.mint, USDC.mint,
+                          dlmm.DlmmParams(bin_step=10, base_factor=10_000),
+                          Fraction(151, 1000), 5_000 * 10**9, 755_000 * 10**6,
+                          shape="curve", bins_each_side=60)
+    venues: list[RoutablePool] = [
+        cp(R, SOL.mint, USDC.mint, 20_000 * 10**9, 3_000_000 * 10**6),
+        DlmmRoutablePool(bins, now_ts=0),
+    ]
+    for amount in (50 * 10**9, 500 * 10**9, 2_000 * 10**9):
+        plan = plan_route(venues, SOL.mint, USDC.mint, amount)
+        assert plan.amount_out >= brute_force(venues, amount, 4000) * (1 - 0.0001), amount
