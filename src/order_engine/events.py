@@ -47,9 +47,13 @@ RESYNC: dict[str, Any] = {"type": "resync"}
 
 
 class Subscription:
-    def __init__(self, hub: EventHub, order_id: uuid.UUID, maxsize: int) -> None:
+    """Events of one order, or (firehose) of every order of one API key."""
+
+    def __init__(self, hub: EventHub, order_id: uuid.UUID, maxsize: int,
+                 api_key_id: uuid.UUID | None = None) -> None:
         self._hub = hub
         self.order_id = order_id
+        self.api_key_id = api_key_id
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize)
 
     def deliver(self, message: dict[str, Any]) -> None:
@@ -77,6 +81,7 @@ class EventHub:
         self._channel = events_channel(prefix)
         self._queue_size = queue_size
         self._by_order: dict[uuid.UUID, set[Subscription]] = defaultdict(set)
+        self._by_key: dict[uuid.UUID, set[Subscription]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
 
@@ -85,16 +90,25 @@ class EventHub:
         self._by_order[order_id].add(sub)
         return sub
 
+    def subscribe_key(self, api_key_id: uuid.UUID, queue_size: int = 4096) -> Subscription:
+        """Every event of every order of the key (dashboards)."""
+        sub = Subscription(self, uuid.UUID(int=0), queue_size, api_key_id)
+        self._by_key[api_key_id].add(sub)
+        return sub
+
     def unsubscribe(self, sub: Subscription) -> None:
-        subs = self._by_order.get(sub.order_id)
+        index = self._by_key if sub.api_key_id is not None else self._by_order
+        key = sub.api_key_id if sub.api_key_id is not None else sub.order_id
+        subs = index.get(key)
         if subs is not None:
             subs.discard(sub)
             if not subs:
-                del self._by_order[sub.order_id]
+                del index[key]
 
     @property
     def subscriber_count(self) -> int:
-        return sum(len(s) for s in self._by_order.values())
+        return sum(len(s) for s in self._by_order.values()) + sum(
+            len(s) for s in self._by_key.values())
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="event-hub")
@@ -134,13 +148,15 @@ class EventHub:
             envelope = orjson.loads(data)
             message = envelope["event"]
             order_id = uuid.UUID(message["orderId"])
+            api_key_id = uuid.UUID(envelope["apiKeyId"])
         except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
             log.warning("ignoring malformed event message")
             return
-        for sub in tuple(self._by_order.get(order_id, ())):
+        for sub in (*self._by_order.get(order_id, ()), *self._by_key.get(api_key_id, ())):
             sub.deliver(message)
 
     def _resync_all(self) -> None:
-        for subs in self._by_order.values():
-            for sub in subs:
-                sub.deliver(RESYNC)
+        for index in (self._by_order, self._by_key):
+            for subs in index.values():
+                for sub in subs:
+                    sub.deliver(RESYNC)

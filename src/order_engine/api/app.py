@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import structlog
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
 from order_engine import __version__
-from order_engine.api import routes, ws
+from order_engine.api import market_routes, routes, ws
 from order_engine.api.auth import Authenticator
 from order_engine.api.problems import install_problem_handlers
 from order_engine.config import Settings, get_settings
@@ -18,6 +21,7 @@ from order_engine.events import EventHub
 from order_engine.services import open_services
 
 log = structlog.get_logger(__name__)
+STATIC_DIR = Path(__file__).with_name("static")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -51,5 +55,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     app.include_router(routes.router)
+    app.include_router(market_routes.router)
     app.include_router(ws.router)
+    # The dashboard: static files, no build step (src/order_engine/api/static).
+    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
     return app

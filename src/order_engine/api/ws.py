@@ -17,6 +17,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from order_engine.api.auth import Authenticator, key_from
+from order_engine.api.schemas import order_to_json
 from order_engine.domain.orders import OrderStatus
 from order_engine.events import RESYNC, EventHub
 from order_engine.services import Services
@@ -127,3 +128,51 @@ async def _drain_client(websocket: WebSocket) -> None:
             # receive() returns the disconnect message rather than raising.
             if websocket.client_state is WebSocketState.DISCONNECTED:
                 return
+
+
+SNAPSHOT_ORDERS = 50
+
+
+@router.websocket("/ws/orders")
+async def watch_all_orders(websocket: WebSocket) -> None:
+    """Every event of every order of the key (for dashboards): a snapshot of the recent
+    orders, then live events. `{"type": "resync"}` when some were dropped for a slow reader
+    (refetch `GET /api/orders`); closes 1001 when the server shuts down."""
+    services: Services = websocket.app.state.services
+    authenticator: Authenticator = websocket.app.state.authenticator
+    hub: EventHub = websocket.app.state.hub
+    await websocket.accept()
+    key_id = await authenticator.resolve(key_from(websocket.headers, websocket.query_params))
+    if key_id is None:
+        await websocket.close(CLOSE_UNAUTHORIZED, "invalid or missing API key")
+        return
+    # Subscribe before reading the snapshot: nothing falls between the two (the client
+    # keeps, per order, the event with the highest seq).
+    subscription = hub.subscribe_key(key_id)
+    receiver = asyncio.create_task(_drain_client(websocket))
+    closing = asyncio.create_task(websocket.app.state.closing.wait())
+    try:
+        orders, _ = await services.orders.list_page(key_id, None, SNAPSHOT_ORDERS, None)
+        await _send(websocket, {"type": "snapshot", "orders": [order_to_json(o) for o in orders]})
+        while not receiver.done() and not closing.done():
+            getter = asyncio.ensure_future(subscription.queue.get())
+            finished, _ = await asyncio.wait({getter, receiver, closing},
+                                             return_when=asyncio.FIRST_COMPLETED)
+            if getter not in finished:
+                getter.cancel()
+                break
+            await _send(websocket, getter.result())  # RESYNC is {"type": "resync"} as is
+        if closing.done() and websocket.application_state is WebSocketState.CONNECTED:
+            await websocket.close(CLOSE_GOING_AWAY, "server shutting down; reconnect")
+    except (WebSocketDisconnect, TimeoutError, RuntimeError):
+        pass
+    finally:
+        subscription.close()
+        closing.cancel()
+        receiver.cancel()
+        with contextlib.suppress(BaseException):
+            await receiver
+
+
+async def _send(websocket: WebSocket, message: dict[str, Any]) -> None:
+    await asyncio.wait_for(websocket.send_bytes(orjson.dumps(message)), SEND_TIMEOUT_S)

@@ -1,0 +1,102 @@
+"""Read-only views for dashboards: the market's prices per venue, recent throughput."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, localcontext
+from fractions import Fraction
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy import text
+
+from order_engine.api.responses import JSONResponse
+from order_engine.api.routes import ApiKeyId, services_of
+from order_engine.domain.tokens import token_by_mint
+from order_engine.market.pool_codec import mints_of, spot_price, venue_of
+
+router = APIRouter()
+
+
+
+def _price_text(price: Fraction, digits: int = 10) -> str:
+    with localcontext() as ctx:
+        ctx.prec = digits
+        value = Decimal(price.numerator) / Decimal(price.denominator)
+    return format(value.normalize(), "f")
+
+
+@router.get("/api/market", tags=["market"])
+async def market(request: Request, api_key_id: ApiKeyId) -> JSONResponse:
+    """Each pair's mid price (quote per base, before fees) on each venue, and the spread."""
+    pools = await services_of(request).chain.get_pools()
+    pairs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    prices: dict[tuple[str, str], list[Fraction]] = {}
+    for pool in pools:
+        base, quote = mints_of(pool)
+        token_base, token_quote = token_by_mint(base), token_by_mint(quote)
+        # Base units to token units: quote per base.
+        price = spot_price(pool, base) * Fraction(10**token_base.decimals,
+                                                  10**token_quote.decimals)
+        pairs.setdefault((base, quote), []).append(
+            {"venue": venue_of(pool).value, "pool": pool.pool_id, "price": _price_text(price)}
+        )
+        prices.setdefault((base, quote), []).append(price)
+    body = []
+    for (base, quote), venues in pairs.items():
+        low, high = min(prices[(base, quote)]), max(prices[(base, quote)])
+        spread = (high - low) / low * 10_000 if low > 0 else Fraction(0)
+        body.append({
+            "pair": f"{token_by_mint(base).symbol}/{token_by_mint(quote).symbol}",
+            "base": token_by_mint(base).symbol,
+            "quote": token_by_mint(quote).symbol,
+            "venues": venues,
+            "spreadBps": _price_text(spread, 6),
+        })
+    return JSONResponse({"timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                         "pairs": body})
+
+
+_STATS_SQL = text("""
+    SELECT date_trunc('minute', updated_at) AS minute,
+           count(*) FILTER (WHERE status = 'confirmed') AS confirmed,
+           count(*) FILTER (WHERE status = 'failed') AS failed,
+           percentile_cont(0.5) WITHIN GROUP (
+               ORDER BY extract(epoch FROM updated_at - created_at) * 1000)
+               FILTER (WHERE status = 'confirmed') AS p50,
+           percentile_cont(0.95) WITHIN GROUP (
+               ORDER BY extract(epoch FROM updated_at - created_at) * 1000)
+               FILTER (WHERE status = 'confirmed') AS p95
+    FROM orders
+    WHERE api_key_id = :key AND status IN ('confirmed', 'failed') AND updated_at >= :since
+    GROUP BY 1 ORDER BY 1
+""")
+_STATUS_SQL = text("""
+    SELECT status, count(*) FROM orders
+    WHERE api_key_id = :key AND (status NOT IN ('confirmed', 'failed') OR updated_at >= :since)
+    GROUP BY 1
+""")
+
+
+@router.get("/api/stats", tags=["market"])
+async def stats(
+    request: Request, api_key_id: ApiKeyId,
+    minutes: Annotated[int, Query(ge=1, le=120)] = 10,
+) -> JSONResponse:
+    """The key's throughput and end-to-end latency per minute, and what is in flight."""
+    since = datetime.now(UTC) - timedelta(minutes=minutes)
+    async with services_of(request).engine.connect() as conn:
+        rows = (await conn.execute(_STATS_SQL, {"key": api_key_id, "since": since})).all()
+        status_rows = (await conn.execute(_STATUS_SQL,
+                                          {"key": api_key_id, "since": since})).all()
+    by_status: dict[str, int] = {str(row[0]): int(row[1]) for row in status_rows}
+    buckets = [
+        {"start": r.minute.isoformat().replace("+00:00", "Z"), "confirmed": r.confirmed,
+         "failed": r.failed,
+         "latencyP50Ms": None if r.p50 is None else round(float(r.p50), 1),
+         "latencyP95Ms": None if r.p95 is None else round(float(r.p95), 1)}
+        for r in rows
+    ]
+    in_flight = sum(n for s, n in by_status.items() if s not in ("confirmed", "failed"))
+    return JSONResponse({"windowMinutes": minutes, "inFlight": in_flight,
+                         "byStatus": by_status, "buckets": buckets})

@@ -1,0 +1,62 @@
+"""What the dashboard reads: the firehose WebSocket, market prices, recent stats."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import httpx
+import orjson
+import websockets
+
+from tests.stack import API_KEY, Stack
+
+
+async def test_firehose_sends_a_snapshot_then_every_event_of_the_keys_orders(
+    stack: Stack, other_key: str
+) -> None:
+    earlier = await stack.submit()
+    await stack.wait_terminal(earlier)
+    url = f"{stack.ws_url}/ws/orders?apiKey={API_KEY}"
+    async with websockets.connect(url) as ws:
+        snapshot = orjson.loads(await ws.recv())
+        mine = await stack.submit(amount="0.3")
+        await stack.submit(key=other_key)  # someone else's: never shown
+        seen: list[dict[str, object]] = []
+        async with asyncio.timeout(20):
+            while not any(m.get("status") == "confirmed" and m.get("orderId") == mine
+                          for m in seen):
+                seen.append(orjson.loads(await ws.recv()))
+
+    assert snapshot["type"] == "snapshot"
+    assert earlier in [o["orderId"] for o in snapshot["orders"]]
+    assert {m["orderId"] for m in seen} == {mine}
+    assert [m["status"] for m in seen] == [
+        "pending", "routing", "building", "submitted", "confirmed"]
+
+
+async def test_firehose_refuses_a_bad_key(stack: Stack) -> None:
+    async with websockets.connect(f"{stack.ws_url}/ws/orders?apiKey=nope") as ws:
+        with_close = await asyncio.wait_for(ws.wait_closed(), 5)
+    assert with_close is None
+    assert ws.close_code == 4401
+
+
+async def test_market_lists_every_pair_with_each_venues_price(client: httpx.AsyncClient) -> None:
+    market = (await client.get("/api/market")).json()
+    pairs = {p["pair"]: p for p in market["pairs"]}
+    assert set(pairs) >= {"SOL/USDC", "SOL/USDT", "USDC/USDT", "BONK/SOL", "JUP/USDC"}
+    sol = pairs["SOL/USDC"]
+    assert {v["venue"] for v in sol["venues"]} == {"raydium", "meteora"}
+    assert all(Decimal("100") < Decimal(v["price"]) < Decimal("200") for v in sol["venues"])
+    assert Decimal(sol["spreadBps"]) >= 0
+
+
+async def test_stats_count_recent_orders(stack: Stack, client: httpx.AsyncClient) -> None:
+    order_id = await stack.submit()
+    await stack.wait_terminal(order_id)
+    stats = (await client.get("/api/stats", params={"minutes": 5})).json()
+    assert stats["windowMinutes"] == 5
+    assert sum(b["confirmed"] for b in stats["buckets"]) >= 1
+    assert stats["byStatus"]["confirmed"] >= 1
+    assert any(b["latencyP50Ms"] is not None for b in stats["buckets"])
