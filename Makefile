@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test chaos lint typecheck unit lock clean
+.PHONY: help install run test chaos lint typecheck unit lock clean browser-deps
 
 help:
 	@echo "make run    start PostgreSQL + Redis (embedded unless DATABASE_URL/REDIS_URL are set),"
@@ -34,8 +34,17 @@ lint: install
 typecheck: install
 	$(BIN)/mypy src tests
 
-test: lint typecheck
+test: lint typecheck browser-deps
 	$(BIN)/pytest
+
+# The dashboard's browser tests (tests/browser) drive Debian's chromium with playwright.
+browser-deps:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update && apt-get install -y --no-install-recommends chromium; \
+	else \
+		echo "browser tests need /usr/bin/chromium: sudo apt-get install -y --no-install-recommends chromium"; \
+	fi
 
 chaos: install
 	$(BIN)/python -m tests.chaos
