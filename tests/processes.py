@@ -30,6 +30,7 @@ _ENV_OF = {
     "worker_lease_s": "WORKER_LEASE_S",
     "sweep_interval_s": "SWEEP_INTERVAL_S",
     "sweep_stale_s": "SWEEP_STALE_S",
+    "worker_metrics_port": "WORKER_METRICS_PORT",
 }
 
 

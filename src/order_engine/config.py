@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     worker_lease_s: float = Field(default=5.0, ge=1)
     # On SIGTERM a worker finishes the orders in hand for at most this long.
     worker_shutdown_grace_s: int = Field(default=20, ge=0)
+    # Each worker serves Prometheus metrics on this port (0: not served).
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
 
     bootstrap_api_key: str = ""
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from solders.pubkey import Pubkey
 
+from order_engine import metrics
 from order_engine.domain.amm import Venue
 from order_engine.domain.router import RoutePlan, hop_cost_in, plan_route
 from order_engine.market.pool_codec import routable
@@ -19,8 +20,9 @@ async def quote_route(
     timeout_s: float,
 ) -> RoutePlan:
     pools = [routable(p, int(time.time())) for p in await fetch_pools(venues, timeout_s)]
-    return plan_route(pools, input_mint, output_mint, amount_in,
-                      hop_cost_in(pools, output_mint))
+    with metrics.ROUTING_SECONDS.time():
+        return plan_route(pools, input_mint, output_mint, amount_in,
+                          hop_cost_in(pools, output_mint))
 
 
 def execution_steps(plan: RoutePlan) -> list[dict[str, Any]]:

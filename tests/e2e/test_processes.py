@@ -23,8 +23,8 @@ pytestmark = pytest.mark.e2e
 async def test_real_api_and_worker_processes_confirm_an_order_live(
     make_settings: Callable[..., Settings],
 ) -> None:
-    port = free_port()
-    settings = make_settings(port=port, sim_latency_scale=0.05)
+    port, metrics_port = free_port(), free_port()
+    settings = make_settings(port=port, sim_latency_scale=0.05, worker_metrics_port=metrics_port)
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {API_KEY}"}
     with processes(settings, "api", "worker") as procs:
@@ -44,7 +44,9 @@ async def test_real_api_and_worker_processes_confirm_an_order_live(
                         statuses.append(orjson.loads(raw)["status"])
                 close_code = ws.close_code
             order = (await http.get(f"/api/orders/{order_id}")).json()
+            worker_metrics = (await http.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
 
+    assert 'oe_order_transitions_total{status="confirmed"} 1.0' in worker_metrics
     assert statuses == ["pending", "routing", "building", "submitted", "confirmed"]
     assert close_code == 1000
     assert order["status"] == "confirmed"

@@ -59,3 +59,20 @@ async def test_stats_count_recent_orders(stack: Stack, client: httpx.AsyncClient
     assert sum(b["confirmed"] for b in stats["buckets"]) >= 1
     assert stats["byStatus"]["confirmed"] >= 1
     assert any(b["latencyP50Ms"] is not None for b in stats["buckets"])
+
+
+async def test_metrics_are_prometheus_text_with_orders_stages_and_queue(stack: Stack) -> None:
+    order_id = await stack.submit()
+    await stack.wait_terminal(order_id)
+    async with httpx.AsyncClient(base_url=stack.base_url) as http:  # no key needed
+        response = await http.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    for name in ("oe_orders_submitted_total", 'oe_order_transitions_total{status="confirmed"}',
+                 'oe_order_stage_seconds_bucket{le="0.005",stage="routing"}',
+                 'oe_order_end_to_end_seconds_count{outcome="confirmed"}',
+                 'oe_venue_quote_seconds_count{venue="raydium"}', "oe_queue_depth",
+                 'oe_open_orders{status="pending"}', "oe_websocket_subscriptions",
+                 "oe_worker_jobs_in_flight"):
+        assert name in text, name

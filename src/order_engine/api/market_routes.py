@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, localcontext
 from fractions import Fraction
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from order_engine import metrics
 from order_engine.api.responses import JSONResponse
 from order_engine.api.routes import ApiKeyId, services_of
+from order_engine.domain.orders import OrderStatus
 from order_engine.domain.tokens import token_by_mint
 from order_engine.market.pool_codec import mints_of, spot_price, venue_of
+from order_engine.services import queue_name
 
 router = APIRouter()
 
@@ -100,3 +105,28 @@ async def stats(
     in_flight = sum(n for s, n in by_status.items() if s not in ("confirmed", "failed"))
     return JSONResponse({"windowMinutes": minutes, "inFlight": in_flight,
                          "byStatus": by_status, "buckets": buckets})
+
+
+_OPEN_ORDERS_SQL = text(
+    "SELECT status, count(*) FROM orders "
+    "WHERE status NOT IN ('confirmed', 'failed') GROUP BY 1"  # the partial index's rows
+)
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics(request: Request) -> Response:
+    """Prometheus text. Gauges of shared state (queue depth, open orders by status) are
+    read at scrape time; counters and histograms are this API process's own (workers
+    serve theirs on WORKER_METRICS_PORT)."""
+    services = services_of(request)
+    with contextlib.suppress(Exception):
+        metrics.QUEUE_DEPTH.set(await services.redis.zcard(queue_name(services.settings)))
+    with contextlib.suppress(Exception):
+        async with services.engine.connect() as conn:
+            rows = (await conn.execute(_OPEN_ORDERS_SQL)).all()
+        counts: dict[str, int] = {str(r[0]): int(r[1]) for r in rows}
+        for status in OrderStatus:
+            if not status.is_terminal:
+                metrics.OPEN_ORDERS.labels(status.value).set(counts.get(status.value, 0))
+    metrics.WEBSOCKETS.set(request.app.state.hub.subscriber_count)
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -13,6 +13,7 @@ import structlog
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy import text
 
+from order_engine import metrics
 from order_engine.api.auth import require_api_key
 from order_engine.api.problems import ProblemError, validation_problem
 from order_engine.api.responses import JSONResponse
@@ -123,6 +124,8 @@ async def submit_order(
                      "message": "already used with a different request"}],
         ) from None
     order_id = str(created.order.id)
+    if not created.replayed:
+        metrics.ORDERS_SUBMITTED.inc()
     # The order is committed: from here it is never lost. If the enqueue fails (Redis
     # down), the worker's sweep finds the pending order and enqueues it. A replay of a
     # still-pending order enqueues again, which does nothing if its job exists.

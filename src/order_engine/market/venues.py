@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
+from order_engine import metrics
 from order_engine.domain.amm import Venue
 from order_engine.domain.errors import VenueTimeoutError
 from order_engine.market.chain import SimulatedChain
@@ -32,10 +34,14 @@ async def fetch_pools(venues: list[SimulatedVenue], timeout_s: float) -> list[An
     out. VenueTimeoutError (transient) only if none answers."""
 
     async def ask(venue: SimulatedVenue) -> list[AnyPool] | None:
+        started = time.perf_counter()
         try:
             return await asyncio.wait_for(venue.pools(), timeout_s)
         except TimeoutError:
             return None
+        finally:
+            metrics.VENUE_SECONDS.labels(venue.venue.value).observe(
+                time.perf_counter() - started)
 
     answers = await asyncio.gather(*(ask(v) for v in venues))
     if all(answer is None for answer in answers):

@@ -12,11 +12,13 @@ import asyncio
 import random
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
 from solders.keypair import Keypair
 
+from order_engine import metrics
 from order_engine.domain.amounts import execution_price, format_amount
 from order_engine.domain.errors import (
     BlockhashExpiredError,
@@ -212,6 +214,7 @@ class OrderExecutor:
         log.info("attempt failed", order_id=str(order.id), attempt=order.attempts,
                  error=error.message, transient=error.transient)
         if isinstance(error, TransientError) and order.attempts < self._retry.max_attempts:
+            metrics.RETRIES.labels(error.code).inc()
             delay = retry_delay_ms(order.attempts, self._retry.base_ms, self._retry.max_ms,
                                    self._rng.random())
             await self._move(order, S.RETRYING, {"error": error.message, "retryInMs": delay},
@@ -222,6 +225,7 @@ class OrderExecutor:
             reason = f"{error.message} (gave up after {order.attempts} attempts)"
         elif not isinstance(error, PermanentError):
             reason = f"unexpected: {reason}"
+        metrics.FAILURES.labels(error.code).inc()
         return await self._move(order, S.FAILED, {"reason": reason}, expected=current,
                                 failure_reason=reason)
 
@@ -235,10 +239,22 @@ class OrderExecutor:
         new_attempt: bool = False,
         **fields: Any,
     ) -> Order:
+        previous, entered_at = expected or S(order.status), order.updated_at
         updated, event = await self._repo.transition(
-            order.id, expected or S(order.status), target, payload,
-            new_attempt=new_attempt, **fields,
+            order.id, previous, target, payload, new_attempt=new_attempt, **fields,
         )
+        _observe(previous, entered_at, updated, event.created_at)
         await self._publisher.publish(event)
         return updated
 
+
+
+def _observe(previous: OrderStatus, entered_at: datetime, order: Order, at: datetime) -> None:
+    """Metrics of one status change (this worker's; Prometheus adds up the workers')."""
+    metrics.ORDER_TRANSITIONS.labels(order.status).inc()
+    metrics.STAGE_SECONDS.labels(previous.value).observe(
+        max(0.0, (at - entered_at).total_seconds()))
+    if S(order.status).is_terminal:
+        metrics.END_TO_END_SECONDS.labels(order.status).observe(
+            (at - order.created_at).total_seconds())
+        metrics.ATTEMPTS.observe(order.attempts)

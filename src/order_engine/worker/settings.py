@@ -9,10 +9,12 @@ from typing import Any
 import structlog
 from arq import Retry, cron
 from arq.worker import Function, Worker, func
+from prometheus_client import start_http_server
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from order_engine import metrics
 from order_engine.config import Settings
 from order_engine.domain.orders import OrderStatus
 from order_engine.market.transactions import engine_wallet
@@ -40,6 +42,8 @@ async def execute_order(ctx: dict[str, Any], order_id: str) -> str:
     executor: OrderExecutor = ctx["executor"]
     leases: LeaseKeeper = ctx["leases"]
     oid = uuid.UUID(order_id)
+    metrics.JOBS_IN_FLIGHT.inc()
+    structlog.contextvars.bind_contextvars(order_id=order_id, job_try=ctx.get("job_try"))
     try:
         async with leases.hold(ctx["job_id"]):
             status = await executor.execute(oid)
@@ -54,6 +58,9 @@ async def execute_order(ctx: dict[str, Any], order_id: str) -> str:
         if await executor.fail_after_bug(oid, exc):
             return OrderStatus.FAILED.value
         raise Retry(defer=BUG_RETRY) from None
+    finally:
+        metrics.JOBS_IN_FLIGHT.dec()
+        structlog.contextvars.unbind_contextvars("order_id", "job_try")
     return status.value
 
 
@@ -100,6 +107,12 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         ctx["executor"] = build_executor(services)
         ctx["leases"] = LeaseKeeper(ctx["redis"], settings.worker_lease_s)
         ctx["leases"].start()
+        if settings.worker_metrics_port:
+            try:
+                start_http_server(settings.worker_metrics_port)
+            except OSError as exc:  # the port is taken: run on, without metrics
+                log.warning("worker metrics not served", port=settings.worker_metrics_port,
+                            error=str(exc))
         log.info("worker ready", queue=queue_name(settings),
                  concurrency=settings.worker_concurrency)
 
