@@ -239,6 +239,45 @@ def watch(
     raise typer.Exit(_watch(url, key, order_id))
 
 
+@app.command()
+def orders(
+    status: Annotated[str | None, typer.Option(help="Only orders in this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100, help="How many (newest first).")] = 20,
+    url: UrlOption = "http://127.0.0.1:3000",
+    api_key: KeyOption = None,
+) -> None:
+    """List your recent orders as a table.
+
+    Example: [cyan]order-engine orders --status failed --limit 50[/]
+    """
+    from rich.table import Table
+
+    key = api_key or _default_key()
+    if not key:
+        raise _fail("no API key: pass --api-key or set ORDER_ENGINE_API_KEY")
+    params: dict[str, str | int] = {"limit": limit, **({"status": status} if status else {})}
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/api/orders", params=params,
+                             headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    except httpx.HTTPError as exc:
+        raise _fail(f"cannot reach {url}: {exc}") from None
+    if response.status_code != 200:
+        raise _fail(_problem_text(response))
+    table = Table(title=f"Recent orders ({len(response.json()['orders'])})")
+    for column in ("created", "order", "pair", "amount", "status", "route", "amount out",
+                   "attempts", "reason"):
+        table.add_column(column)
+    for o in response.json()["orders"]:
+        venues = sorted({leg["venue"] for leg in o["route"] or []})
+        table.add_row(
+            o["createdAt"][11:19], o["orderId"][:8], f"{o['inputToken']}->{o['outputToken']}",
+            o["amount"], f"[{STATUS_STYLE.get(o['status'], 'cyan')}]{o['status']}[/]",
+            "+".join(venues) or "-", o["amountOut"] or "-", str(o["attempts"]),
+            (o["failureReason"] or "")[:40],
+        )
+    console.print(table)
+
+
 def _problem_text(response: httpx.Response) -> str:
     try:
         problem = response.json()

@@ -24,6 +24,7 @@ from order_engine.store.db import create_engine, session_factory
 console = Console()
 DEV_KEY_FILE = "dev-api-key"
 STOP_GRACE_S = 15
+WORKER_METRICS_BASE = 9101
 
 
 def _dev_key(settings: Settings) -> str:
@@ -96,7 +97,12 @@ def run_stack(settings: Settings, workers: int = 1, market: bool = True) -> int:
 
         command = [sys.executable, "-m", "order_engine.cli"]
         procs = [subprocess.Popen([*command, "api"], env=env)]
-        procs += [subprocess.Popen([*command, "worker"], env=env) for _ in range(workers)]
+        # Each worker serves its metrics on a port of its own: 9101, 9102, ...
+        procs += [
+            subprocess.Popen([*command, "worker"],
+                             env={**env, "WORKER_METRICS_PORT": str(WORKER_METRICS_BASE + i)})
+            for i in range(workers)
+        ]
         if market:
             procs.append(subprocess.Popen([*command, "market"], env=env))
         stopping = False
@@ -132,9 +138,12 @@ def _banner(url: str, key: str, settings: Settings, workers: int) -> None:
     print_ = functools.partial(console.print, soft_wrap=True, highlight=False)
     print_()
     print_("[bold green]order-engine is running[/]")
+    print_(f"  Dashboard    {url}/?apiKey={key}")
     print_(f"  API          {url}")
     print_(f"  API docs     {url}/docs")
     print_(f"  Dev API key  {key}")
+    print_(f"  Metrics      {url}/metrics (API), http://127.0.0.1:{WORKER_METRICS_BASE}/metrics"
+           " (first worker)")
     print_(f"  Workers      {workers} x {settings.worker_concurrency} concurrent orders, "
            f"simulated latency x{settings.sim_latency_scale}")
     print_("  Market       prices walk; noise traders and arbitrageurs trade the pools")

@@ -62,3 +62,20 @@ async def test_keys_create_prints_a_key_that_works(stack: Stack) -> None:
     assert key.startswith("oe_")
     async with stack.client(key) as http:
         assert (await http.get("/api/tokens")).status_code == 200
+
+
+async def test_orders_lists_recent_orders_as_a_table(stack: Stack) -> None:
+    order_id = await stack.submit(inputToken="JUP", outputToken="USDC", amount="12")
+    await stack.wait_terminal(order_id)
+    result = await _cli(stack, "orders", "--limit", "5", "--url", stack.base_url,
+                        "--api-key", API_KEY)
+    assert result.returncode == 0, result.stderr
+    assert order_id[:8] in result.stdout
+    assert "JUP->USDC" in result.stdout
+    assert "confirmed" in result.stdout
+
+
+async def test_orders_with_a_bad_key_says_so(stack: Stack) -> None:
+    result = await _cli(stack, "orders", "--url", stack.base_url, "--api-key", "wrong")
+    assert result.returncode == 1
+    assert "Unauthorized" in result.stderr
