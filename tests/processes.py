@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -52,15 +53,31 @@ def processes(settings: Settings, *commands: str) -> Iterator[list[subprocess.Po
     try:
         yield procs
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(procs)
+
+
+def terminate(procs: list[subprocess.Popen[bytes]], grace_s: float = 30) -> None:
+    """SIGTERM all, wait for them, SIGKILL whatever outstays the grace period."""
+    live = [p for p in procs if p.poll() is None]
+    for proc in live:
+        proc.send_signal(signal.SIGTERM)
+    for proc in live:
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def wait_for_status(http: httpx.AsyncClient, order_id: str, wanted: set[str],
+                          timeout: float = 30) -> str:
+    """Poll the order until its status is one of `wanted`; returns it."""
+    async with asyncio.timeout(timeout):
+        while True:
+            status = str((await http.get(f"/api/orders/{order_id}")).json()["status"])
+            if status in wanted:
+                return status
+            await asyncio.sleep(0.05)
 
 
 def wait_until_ready(base_url: str, procs: list[subprocess.Popen[bytes]],

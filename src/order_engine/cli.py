@@ -205,18 +205,10 @@ def submit(
 
     Example: [cyan]order-engine submit SOL USDC 1.5 --watch[/]
     """
-    key = api_key or _default_key()
-    if not key:
-        raise _fail("no API key: pass --api-key or set ORDER_ENGINE_API_KEY")
+    key = _require_key(api_key)
     body = {"type": "market", "inputToken": input_token, "outputToken": output_token,
             "amount": amount, "slippageBps": slippage_bps}
-    try:
-        response = httpx.post(f"{url.rstrip('/')}/api/orders", json=body,
-                              headers={"Authorization": f"Bearer {key}"}, timeout=10)
-    except httpx.HTTPError as exc:
-        raise _fail(f"cannot reach {url}: {exc}") from None
-    if response.status_code != 201:
-        raise _fail(_problem_text(response))
+    response = _call("POST", url, "/api/orders", key, 201, json=body)
     order_id = response.json()["orderId"]
     console.print(order_id)
     if watch_:
@@ -233,10 +225,7 @@ def watch(
 
     Example: [cyan]order-engine watch 2b1c...[/]
     """
-    key = api_key or _default_key()
-    if not key:
-        raise _fail("no API key: pass --api-key or set ORDER_ENGINE_API_KEY")
-    raise typer.Exit(_watch(url, key, order_id))
+    raise typer.Exit(_watch(url, _require_key(api_key), order_id))
 
 
 @app.command()
@@ -252,17 +241,9 @@ def orders(
     """
     from rich.table import Table
 
-    key = api_key or _default_key()
-    if not key:
-        raise _fail("no API key: pass --api-key or set ORDER_ENGINE_API_KEY")
+    key = _require_key(api_key)
     params: dict[str, str | int] = {"limit": limit, **({"status": status} if status else {})}
-    try:
-        response = httpx.get(f"{url.rstrip('/')}/api/orders", params=params,
-                             headers={"Authorization": f"Bearer {key}"}, timeout=10)
-    except httpx.HTTPError as exc:
-        raise _fail(f"cannot reach {url}: {exc}") from None
-    if response.status_code != 200:
-        raise _fail(_problem_text(response))
+    response = _call("GET", url, "/api/orders", key, 200, params=params)
     table = Table(title=f"Recent orders ({len(response.json()['orders'])})")
     for column in ("created", "order", "pair", "amount", "status", "route", "amount out",
                    "attempts", "reason"):
@@ -276,6 +257,27 @@ def orders(
             (o["failureReason"] or "")[:40],
         )
     console.print(table)
+
+
+def _require_key(api_key: str | None) -> str:
+    key = api_key or _default_key()
+    if not key:
+        raise _fail("no API key: pass --api-key or set ORDER_ENGINE_API_KEY")
+    return key
+
+
+def _call(method: str, url: str, path: str, key: str, expected: int,
+          **kwargs: Any) -> httpx.Response:
+    """One API request; a clear message and exit 1 on anything but `expected`."""
+    try:
+        response = httpx.request(method, f"{url.rstrip('/')}{path}",
+                                 headers={"Authorization": f"Bearer {key}"}, timeout=10,
+                                 **kwargs)
+    except httpx.HTTPError as exc:
+        raise _fail(f"cannot reach {url}: {exc}") from None
+    if response.status_code != expected:
+        raise _fail(_problem_text(response))
+    return response
 
 
 def _problem_text(response: httpx.Response) -> str:

@@ -41,7 +41,7 @@ from order_engine.migrate import seed_chain, upgrade_database
 from order_engine.store.db import create_engine
 from order_engine.store.models import Order, OrderEvent
 from tests.chain_audit import reserve_mismatches
-from tests.processes import env_for
+from tests.processes import env_for, terminate
 from tests.servers import server_database_url, unique_name, with_database
 
 API_KEY = "oe_chaos_key_0123456789abcdef"
@@ -163,15 +163,7 @@ class Processes:
         return [w for w in self.workers if w.poll() is None]
 
     def stop_all(self) -> None:
-        procs = [p for p in [self.api, *self.workers] if p is not None and p.poll() is None]
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate([p for p in [self.api, *self.workers] if p is not None])
 
 
 @dataclass

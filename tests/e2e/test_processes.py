@@ -14,7 +14,7 @@ import websockets
 
 from order_engine.config import Settings
 from order_engine.embedded import free_port
-from tests.processes import processes, wait_until_ready
+from tests.processes import processes, wait_for_status, wait_until_ready
 from tests.stack import API_KEY
 
 pytestmark = pytest.mark.e2e
@@ -111,11 +111,7 @@ async def test_sigterm_lets_the_worker_finish_the_order_in_hand(
                 "/api/orders", json={"inputToken": "JUP", "outputToken": "USDC", "amount": "7"}
             )
             order_id = created.json()["orderId"]
-            async with asyncio.timeout(10):
-                status = ""
-                while status != "submitted":
-                    await asyncio.sleep(0.05)
-                    status = (await http.get(f"/api/orders/{order_id}")).json()["status"]
+            await wait_for_status(http, order_id, {"submitted"}, timeout=10)
             workers[0].send_signal(signal.SIGTERM)  # between submit and confirm
             exit_code = await asyncio.to_thread(workers[0].wait, 30)
             order = (await http.get(f"/api/orders/{order_id}")).json()
@@ -140,21 +136,14 @@ async def test_an_order_whose_worker_was_killed_is_finished_by_another(
                                          "amount": "2"},
                 )
                 order_id = created.json()["orderId"]
-                async with asyncio.timeout(10):
-                    status = ""
-                    while status != "submitted":
-                        await asyncio.sleep(0.05)
-                        status = (await http.get(f"/api/orders/{order_id}")).json()["status"]
+                await wait_for_status(http, order_id, {"submitted"}, timeout=10)
             first[0].send_signal(signal.SIGKILL)  # dies between submit and confirm
             first[0].wait()
         # Without the lease, arq would keep the job from others for its timeout + 10 s
         # (130 s); with it, a new worker takes over within a few seconds.
         with processes(settings, "worker"):
             async with httpx.AsyncClient(base_url=base, headers=headers) as http:
-                async with asyncio.timeout(30):
-                    while status not in ("confirmed", "failed"):
-                        await asyncio.sleep(0.1)
-                        status = (await http.get(f"/api/orders/{order_id}")).json()["status"]
+                status = await wait_for_status(http, order_id, {"confirmed", "failed"})
                 events = (await http.get(f"/api/orders/{order_id}/events")).json()["events"]
 
     assert status == "confirmed"

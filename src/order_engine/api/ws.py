@@ -63,15 +63,23 @@ class _Stream:
             await self.send(message)
 
 
-@router.websocket("/ws/orders/{order_id}")
-async def watch_order(websocket: WebSocket, order_id: str) -> None:
-    services: Services = websocket.app.state.services
+async def _accept(websocket: WebSocket) -> uuid.UUID | None:
+    """Accept, then authenticate: the contract closes a bad key with 4401, which needs an
+    accepted socket. None (and closed) when the key is refused."""
     authenticator: Authenticator = websocket.app.state.authenticator
-    hub: EventHub = websocket.app.state.hub
     await websocket.accept()
     key_id = await authenticator.resolve(key_from(websocket.headers, websocket.query_params))
     if key_id is None:
         await websocket.close(CLOSE_UNAUTHORIZED, "invalid or missing API key")
+    return key_id
+
+
+@router.websocket("/ws/orders/{order_id}")
+async def watch_order(websocket: WebSocket, order_id: str) -> None:
+    services: Services = websocket.app.state.services
+    hub: EventHub = websocket.app.state.hub
+    key_id = await _accept(websocket)
+    if key_id is None:
         return
     try:
         oid = uuid.UUID(order_id)
@@ -139,12 +147,9 @@ async def watch_all_orders(websocket: WebSocket) -> None:
     orders, then live events. `{"type": "resync"}` when some were dropped for a slow reader
     (refetch `GET /api/orders`); closes 1001 when the server shuts down."""
     services: Services = websocket.app.state.services
-    authenticator: Authenticator = websocket.app.state.authenticator
     hub: EventHub = websocket.app.state.hub
-    await websocket.accept()
-    key_id = await authenticator.resolve(key_from(websocket.headers, websocket.query_params))
+    key_id = await _accept(websocket)
     if key_id is None:
-        await websocket.close(CLOSE_UNAUTHORIZED, "invalid or missing API key")
         return
     # Subscribe before reading the snapshot: nothing falls between the two (the client
     # keeps, per order, the event with the highest seq).
