@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from order_engine import __version__
 from order_engine.api import market_routes, routes, ws
 from order_engine.api.auth import Authenticator
-from order_engine.api.problems import install_problem_handlers
+from order_engine.api.problems import ProblemError, install_problem_handlers
 from order_engine.config import Settings, get_settings
 from order_engine.events import EventHub
 from order_engine.services import open_services
@@ -62,6 +62,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html")
+        index = STATIC_DIR / "index.html"
+        if not index.is_file():
+            raise ProblemError(404, "Not found", "the dashboard is not installed",
+                               type_="not-found")
+        return FileResponse(index)
 
     return app
