@@ -41,7 +41,7 @@ test: lint typecheck browser-deps
 browser-deps:
 	@if [ -x /usr/bin/chromium ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		apt-get update && apt-get install -y --no-install-recommends chromium; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; \
 	else \
 		echo "browser tests need /usr/bin/chromium: sudo apt-get install -y --no-install-recommends chromium"; \
 	fi

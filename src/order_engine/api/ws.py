@@ -47,7 +47,7 @@ class _Stream:
         seq = int(message["seq"])
         if seq <= self.last_seq:
             return  # already sent
-        await asyncio.wait_for(self.ws.send_bytes(orjson.dumps(message)), SEND_TIMEOUT_S)
+        await asyncio.wait_for(self.ws.send_text(orjson.dumps(message).decode()), SEND_TIMEOUT_S)
         self.last_seq = seq
         if OrderStatus(message["status"]).is_terminal:
             self.done = True
@@ -85,10 +85,11 @@ async def watch_order(websocket: WebSocket, order_id: str) -> None:
         oid = uuid.UUID(order_id)
         await services.orders.get(oid, key_id)
     except (ValueError, OrderNotFoundError):
-        await websocket.send_json(
-            {"type": "error", "code": "not_found", "message": f"order {order_id} not found"}
-        )
-        await websocket.close(CLOSE_NOT_FOUND, "order not found")
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # client already gone
+            await websocket.send_json(
+                {"type": "error", "code": "not_found", "message": f"order {order_id} not found"}
+            )
+            await websocket.close(CLOSE_NOT_FOUND, "order not found")
         return
 
     subscription = hub.subscribe(oid)
@@ -180,4 +181,4 @@ async def watch_all_orders(websocket: WebSocket) -> None:
 
 
 async def _send(websocket: WebSocket, message: dict[str, Any]) -> None:
-    await asyncio.wait_for(websocket.send_bytes(orjson.dumps(message)), SEND_TIMEOUT_S)
+    await asyncio.wait_for(websocket.send_text(orjson.dumps(message).decode()), SEND_TIMEOUT_S)
