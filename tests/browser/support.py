@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from playwright.async_api import ConsoleMessage, Error, Page, ViewportSize
@@ -13,7 +14,11 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Screenshots go to test-artifacts/ (a test run leaves the tree clean); with
+# UPDATE_SCREENSHOTS=1 they replace the ones the README shows, in docs/screenshots/.
+_ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = (_ROOT / "docs" / "screenshots" if os.environ.get("UPDATE_SCREENSHOTS")
+               else _ROOT / "test-artifacts" / "screenshots")
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 375, "height": 812}
 

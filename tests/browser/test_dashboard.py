@@ -1,6 +1,7 @@
 """The dashboard in a real headless chromium, against a real API and worker.
 
-Each test leaves a screenshot in docs/screenshots/ (look at them: they are the review).
+Each test leaves a screenshot in test-artifacts/screenshots/ (docs/screenshots/ with
+UPDATE_SCREENSHOTS=1): look at them, they are the review.
 """
 
 from __future__ import annotations
