@@ -47,7 +47,10 @@ def _require_urls(settings: Settings) -> None:
 
 @app.command()
 def api() -> None:
-    """Run the HTTP/WebSocket API (uvicorn) on $PORT."""
+    """Run the HTTP/WebSocket API (uvicorn) on $PORT.
+
+    Example: [cyan]DATABASE_URL=postgresql://... REDIS_URL=redis://... PORT=3000 order-engine api[/]
+    """
     from order_engine.api.server import api_server
     from order_engine.logs import configure_logging
 
@@ -59,7 +62,10 @@ def api() -> None:
 
 @app.command()
 def worker() -> None:
-    """Run one worker: takes orders from the queue and executes them."""
+    """Run one worker: takes orders from the queue and executes them.
+
+    Example: [cyan]WORKER_CONCURRENCY=20 WORKER_METRICS_PORT=9101 order-engine worker[/]
+    """
     from order_engine.logs import configure_logging
     from order_engine.worker.runner import run_worker
 
@@ -91,7 +97,10 @@ def market(
 
 @app.command()
 def migrate() -> None:
-    """Apply the database migrations and create the simulated market's pools."""
+    """Apply the database migrations and create the simulated market's pools.
+
+    Example: [cyan]DATABASE_URL=postgresql://postgres@127.0.0.1:5432/orders order-engine migrate[/]
+    """
     from order_engine.migrate import seed_chain, upgrade_database
 
     settings = get_settings()
@@ -108,7 +117,10 @@ def up(
     market: Annotated[bool, typer.Option(help="Run the market simulator too.")] = True,
 ) -> None:
     """Start everything: embedded PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL are
-    set), migrations, the API and the workers. Ctrl-C stops it all."""
+    set), migrations, the API, the workers and the market simulator. Ctrl-C stops it all.
+
+    Example: [cyan]order-engine up --workers 2[/]
+    """
     from order_engine.supervisor import run_stack
 
     sys.exit(run_stack(get_settings(), workers, market))
