@@ -184,6 +184,88 @@ def bench_routing_command(
         json_out.write_bytes(orjson.dumps(rows_as_dicts(rows), option=orjson.OPT_INDENT_2))
 
 
+def _bench_output(title: str, figures: dict[str, Any], json_out: Path | None) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in figures.items():
+        table.add_row(name, str(value))
+    console.print(table)
+    if json_out is not None:
+        json_out.write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
+
+
+def _progress(what: str) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    return Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err_console, transient=True)
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    connections: Annotated[int, typer.Option(min=1, help="Keep-alive connections.")] = 64,
+    duration: Annotated[float, typer.Option(min=1, help="Seconds of load.")] = 20.0,
+    url: UrlOption = "http://127.0.0.1:3000",
+    api_key: KeyOption = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
+) -> None:
+    """Sustained POST /api/orders: orders/s and latency p50/p90/p99/max, errors.
+
+    Example: [cyan]order-engine bench ingest --connections 64 --duration 20[/]
+    """
+    from order_engine.bench.load import post_orders
+
+    key = _require_key(api_key)
+    with _progress(f"POST /api/orders x{connections}") as progress:
+        task = progress.add_task("ingest", total=None)
+        result = asyncio.run(post_orders(url, key, connections, duration_s=duration,
+                                         on_progress=lambda n: progress.advance(task, n)))
+    figures: dict[str, Any] = {"connections": connections, **result.summary()}
+    if result.error_samples:
+        figures["error_samples"] = result.error_samples
+    _bench_output("Ingest: POST /api/orders", figures, json_out)
+
+
+@bench_app.command("e2e")
+def bench_e2e(
+    orders_count: Annotated[int, typer.Option("--orders", min=1)] = 2000,
+    connections: Annotated[int, typer.Option(min=1)] = 64,
+    url: UrlOption = "http://127.0.0.1:3000",
+    api_key: KeyOption = None,
+    database_url: Annotated[str | None, typer.Option(envvar="DATABASE_URL", help=(
+        "The service's database, to read outcomes and the chain's ledger."))] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
+) -> None:
+    """Submit N orders as fast as possible and wait until all are terminal: orders/s
+    confirmed, engine overhead per order p50/p99, and that each confirmed exactly once.
+    Run the service with SIM_LATENCY_SCALE=0.
+
+    Example: [cyan]order-engine bench e2e --orders 2000 --connections 64[/]
+    """
+    from order_engine.bench.load import run_e2e
+
+    key = _require_key(api_key)
+    if not database_url:
+        raise _fail("--database-url (or DATABASE_URL) is needed to verify the outcomes")
+    with _progress("submitting") as progress:
+        task = progress.add_task("e2e", total=orders_count)
+        result = asyncio.run(run_e2e(url, key, database_url, orders_count, connections,
+                                     on_progress=lambda n: progress.advance(task, n)))
+    figures = result.summary()
+    _bench_output("End to end", figures, json_out)
+    if not figures["exactly_once"] or figures["stuck"]:
+        raise typer.Exit(1)
+
+
 # --- talking to a running service ------------------------------------------------------
 
 
