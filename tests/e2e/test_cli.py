@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.processes import env_for
@@ -79,3 +81,23 @@ async def test_orders_with_a_bad_key_says_so(stack: Stack) -> None:
     result = await _cli(stack, "orders", "--url", stack.base_url, "--api-key", "wrong")
     assert result.returncode == 1
     assert "Unauthorized" in result.stderr
+
+
+async def test_bench_ingest_and_e2e_report_their_figures(stack: Stack, tmp_path: Path) -> None:
+    ingest_json, e2e_json = tmp_path / "ingest.json", tmp_path / "e2e.json"
+    ingest = await _cli(stack, "bench", "ingest", "--connections", "4", "--duration", "1",
+                        "--url", stack.base_url, "--api-key", API_KEY, "--json", str(ingest_json))
+    e2e = await _cli(stack, "bench", "e2e", "--orders", "30", "--connections", "4",
+                     "--url", stack.base_url, "--api-key", API_KEY,
+                     "--database-url", stack.settings.database_url, "--json", str(e2e_json))
+
+    assert ingest.returncode == 0, ingest.stderr
+    figures = orjson.loads(ingest_json.read_bytes())
+    assert figures["requests"] > 0
+    assert figures["errors"] == 0
+    assert figures["latency_ms_p50"] <= figures["latency_ms_p99"] <= figures["latency_ms_max"]
+    assert e2e.returncode == 0, e2e.stderr
+    outcome = orjson.loads(e2e_json.read_bytes())
+    assert outcome["confirmed"] == 30
+    assert outcome["exactly_once"] is True
+    assert outcome["swaps_per_order"] == {"1": 30}
