@@ -51,13 +51,18 @@ def api() -> None:
 
     Example: [cyan]DATABASE_URL=postgresql://... REDIS_URL=redis://... PORT=3000 order-engine api[/]
     """
-    from order_engine.api.server import api_server
+    from order_engine.api.server import api_server, reusable_socket
     from order_engine.logs import configure_logging
 
     settings = get_settings()
     _require_urls(settings)
     configure_logging(settings.log_level)
-    api_server(settings, loop="uvloop", http="httptools", log_level="warning").run()
+    server = api_server(settings, loop="uvloop", http="httptools", log_level="warning",
+                        backlog=2048)
+    if settings.api_reuse_port:
+        server.run(sockets=[reusable_socket(settings.host, settings.port)])
+    else:
+        server.run()
 
 
 @app.command()
@@ -115,6 +120,7 @@ def migrate() -> None:
 def up(
     workers: Annotated[int, typer.Option(help="Worker processes to start.")] = 1,
     market: Annotated[bool, typer.Option(help="Run the market simulator too.")] = True,
+    api_processes: Annotated[int, typer.Option(min=1, help="API processes (one port).")] = 1,
 ) -> None:
     """Start everything: embedded PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL are
     set), migrations, the API, the workers and the market simulator. Ctrl-C stops it all.
@@ -123,7 +129,7 @@ def up(
     """
     from order_engine.supervisor import run_stack
 
-    sys.exit(run_stack(get_settings(), workers, market))
+    sys.exit(run_stack(get_settings(), workers, market, api_processes))
 
 
 @keys_app.command("create")

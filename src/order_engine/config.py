@@ -21,6 +21,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 3000
+    # Several API processes on one port (SO_REUSEPORT). Off by default: with it on, a
+    # second, unrelated server started on the same port would silently share the traffic.
+    api_reuse_port: bool = False
     data_dir: str = ".data"
 
     worker_concurrency: int = Field(default=10, ge=1)

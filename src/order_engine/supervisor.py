@@ -76,7 +76,8 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
-def run_stack(settings: Settings, workers: int = 1, market: bool = True) -> int:
+def run_stack(settings: Settings, workers: int = 1, market: bool = True,
+              api_processes: int = 1) -> int:
     embedded = EmbeddedServers(Path(settings.data_dir).resolve())
     env = dict(os.environ)
     try:
@@ -96,7 +97,10 @@ def run_stack(settings: Settings, workers: int = 1, market: bool = True) -> int:
         asyncio.run(_register_key(settings, key))
 
         command = [sys.executable, "-m", "order_engine.cli"]
-        procs = [subprocess.Popen([*command, "api"], env=env)]
+        # Several API processes share the port (SO_REUSEPORT); the kernel spreads connections.
+        api_env = {**env, "API_REUSE_PORT": "1"} if api_processes > 1 else env
+        procs = [subprocess.Popen([*command, "api"], env=api_env)
+                 for _ in range(api_processes)]
         # Each worker serves its metrics on a port of its own: 9101, 9102, ...
         procs += [
             subprocess.Popen([*command, "worker"],

@@ -18,7 +18,8 @@ from order_engine.api.auth import Authenticator
 from order_engine.api.problems import ProblemError, install_problem_handlers
 from order_engine.config import Settings, get_settings
 from order_engine.events import EventHub
-from order_engine.services import open_services
+from order_engine.services import EXECUTE_ORDER_JOB, open_services, queue_name
+from order_engine.store.submissions import SubmissionBatcher
 
 log = structlog.get_logger(__name__)
 STATIC_DIR = Path(__file__).with_name("static")
@@ -34,6 +35,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await services.api_keys.create("bootstrap", settings.bootstrap_api_key)
         hub = EventHub(services.redis, settings.redis_prefix)
         await hub.start()
+        batcher = SubmissionBatcher(services.engine, services.redis, settings.redis_prefix,
+                                    queue_name(settings), EXECUTE_ORDER_JOB)
+        batcher.start()
+        app.state.batcher = batcher
         app.state.services = services
         app.state.authenticator = Authenticator(services.api_keys)
         app.state.hub = hub
@@ -43,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await batcher.stop()
             await hub.stop()
             await services.close()
 

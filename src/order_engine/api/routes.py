@@ -41,6 +41,7 @@ from order_engine.store.repository import (
     NewOrder,
     OrderNotFoundError,
 )
+from order_engine.store.submissions import SubmissionBatcher
 
 log = structlog.get_logger(__name__)
 
@@ -104,9 +105,13 @@ async def submit_order(
         amount_in=valid.amount_in,
         slippage_bps=valid.slippage_bps,
     )
-    claim = None
-    if idempotency_key is not None:
-        claim = IdempotencyClaim(idempotency_key, request_fingerprint(new))
+    if idempotency_key is None:
+        # Group commit with whatever else is being submitted right now.
+        batcher: SubmissionBatcher = request.app.state.batcher
+        accepted = await batcher.submit(new)
+        metrics.ORDERS_SUBMITTED.inc()
+        return _accepted(str(accepted.order_id), replayed=False)
+    claim = IdempotencyClaim(idempotency_key, request_fingerprint(new))
     try:
         created = await services.orders.create_idempotent(new, claim)
     except IdempotencyInFlightError:
@@ -137,8 +142,12 @@ async def submit_order(
                         order_id=order_id, error=str(exc))
     if created.event is not None:
         await services.publisher.publish(created.event)
+    return _accepted(order_id, replayed=created.replayed)
+
+
+def _accepted(order_id: str, *, replayed: bool) -> JSONResponse:
     headers = {"Location": f"/api/orders/{order_id}"}
-    if created.replayed:
+    if replayed:
         headers["Idempotent-Replayed"] = "true"
     return JSONResponse(
         {"orderId": order_id, "status": "pending", "message": "Order queued successfully"},

@@ -39,6 +39,19 @@ class GracefulServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def reusable_socket(host: str, port: int) -> socket.socket:
+    """A listening socket with SO_REUSEPORT: several API processes can serve one port, and
+    the kernel spreads connections across them (`order-engine up --api-processes N`)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                         socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
 def api_server(settings: Settings, **config: object) -> GracefulServer:
     app = create_app(settings)
     uvicorn_config = uvicorn.Config(
