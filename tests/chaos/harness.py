@@ -144,6 +144,7 @@ class Processes:
         self._env = env_for(settings)  # the defaults: lease 5 s, sweep every 5 s
         self._log_dir = log_dir
         self.api: subprocess.Popen[bytes] | None = None
+        self.market: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
         self._count = 0
 
@@ -159,11 +160,15 @@ class Processes:
     def start_worker(self) -> None:
         self.workers.append(self._spawn("worker"))
 
+    def start_market(self) -> None:
+        # Noise traders and arbitrageurs on the same pools: prices move under the orders.
+        self.market = self._spawn("market")
+
     def live_workers(self) -> list[subprocess.Popen[bytes]]:
         return [w for w in self.workers if w.poll() is None]
 
     def stop_all(self) -> None:
-        terminate([p for p in [self.api, *self.workers] if p is not None])
+        terminate([p for p in [self.api, self.market, *self.workers] if p is not None])
 
 
 @dataclass
@@ -229,6 +234,7 @@ class ChaosRun:
             self.procs.start_api()
             for _ in range(self.config.workers):
                 self.procs.start_worker()
+            self.procs.start_market()
             await self._wait_ready()
             self.started = time.monotonic()
             await asyncio.gather(self._load(), self._inject_faults())
