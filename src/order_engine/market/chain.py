@@ -85,6 +85,7 @@ class SimulatedChain:
         self.failure_rate = failure_rate
         self._rng = rng or random.Random()
         self._genesis: tuple[float, str] | None = None
+        self._pools: dict[str, tuple[datetime, AnyPool]] = {}  # pool_id -> (updated_at, pool)
         self.slot_seconds = SLOT_SECONDS * max(latency_scale, MIN_LATENCY_SCALE_FOR_SLOTS)
 
     # --- genesis -------------------------------------------------------------------
@@ -147,16 +148,24 @@ class SimulatedChain:
     async def get_pools(
         self, mint_x: str | None = None, mint_y: str | None = None
     ) -> list[AnyPool]:
-        stmt = select(tables.pools).order_by(tables.pools.c.pool_id)
+        c = tables.pools.c
+        stamps = select(c.pool_id, c.updated_at).order_by(c.pool_id)
         if mint_x is not None and mint_y is not None:
-            c = tables.pools.c
-            stmt = stmt.where(
+            stamps = stamps.where(
                 ((c.mint_a == mint_x) & (c.mint_b == mint_y))
                 | ((c.mint_a == mint_y) & (c.mint_b == mint_x))
             )
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
-        return [pool_from_row(row._mapping) for row in rows]
+            current = (await conn.execute(stamps)).all()
+            # Decoding a DLMM pool (every bin) is the costly part: only pools that changed
+            # since this process last read them are fetched and decoded again.
+            stale = [pool_id for pool_id, updated in current
+                     if self._pools.get(pool_id, (None, None))[0] != updated]
+            if stale:
+                rows = (await conn.execute(select(tables.pools).where(c.pool_id.in_(stale))))
+                for row in rows.all():
+                    self._pools[row.pool_id] = (row.updated_at, pool_from_row(row._mapping))
+        return [self._pools[pool_id][1] for pool_id, _ in current]
 
     # --- transactions --------------------------------------------------------------
 
