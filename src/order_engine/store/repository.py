@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from order_engine.domain.orders import (
@@ -259,36 +259,38 @@ class OrderRepository:
     ) -> tuple[Order, EventRecord]:
         """Move the order from `expected` to `target`, set `fields`, append the event.
 
-        The row is locked, so two runs of the same job cannot both make the move: the
-        loser gets StaleStatusError and stops.
+        A compare-and-set in one statement (UPDATE ... WHERE status = expected RETURNING),
+        so two runs of the same job cannot both make the move: the loser gets
+        StaleStatusError and carries on from what the winner wrote.
         """
         check_transition(expected, target)
         now = _now()
+        values: dict[str, Any] = {**fields, "status": target.value,
+                                  "last_seq": Order.last_seq + 1, "updated_at": now}
+        if new_attempt:
+            values["attempts"] = Order.attempts + 1
         async with self._sessions.begin() as session:
             order = (
-                await session.execute(select(Order).where(Order.id == order_id).with_for_update())
+                await session.execute(
+                    update(Order)
+                    .where(Order.id == order_id, Order.status == expected.value)
+                    .values(**values)
+                    .returning(Order),
+                    execution_options={"synchronize_session": False},
+                )
             ).scalar_one_or_none()
             if order is None:
-                raise OrderNotFoundError(str(order_id))
-            if order.status != expected.value:
-                raise StaleStatusError(order_id, order.status)
-            for name, value in fields.items():
-                setattr(order, name, value)
-            if new_attempt:
-                order.attempts += 1
-            order.status = target.value
-            order.last_seq += 1
-            order.updated_at = now
-            event = OrderEvent(
-                order_id=order_id,
-                seq=order.last_seq,
-                status=target.value,
-                attempt=order.attempts,
-                payload=payload or {},
-                created_at=now,
-            )
-            session.add(event)
-        return order, _event_record(event, order.api_key_id)
+                current = (
+                    await session.execute(select(Order.status).where(Order.id == order_id))
+                ).scalar_one_or_none()
+                if current is None:
+                    raise OrderNotFoundError(str(order_id))
+                raise StaleStatusError(order_id, current)
+            event = {"order_id": order_id, "seq": order.last_seq, "status": target.value,
+                     "attempt": order.attempts, "payload": payload or {}, "created_at": now}
+            await session.execute(insert(OrderEvent).values(**event))
+        return order, EventRecord(order_id, order.api_key_id, order.last_seq, target,
+                                  order.attempts, dict(payload or {}), now)
 
     async def record_transaction(
         self,
