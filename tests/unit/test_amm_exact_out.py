@@ -18,7 +18,6 @@ from order_engine.domain.amm import (
     FeeRounding,
     PoolState,
     SwapResult,
-    Venue,
     marginal_output_rate,
     spot_price,
     swap_exact_in,
@@ -26,6 +25,7 @@ from order_engine.domain.amm import (
 )
 from order_engine.domain.errors import InsufficientLiquidityError, InvalidPairError
 from order_engine.domain.tokens import SOL, USDC
+from tests.unit.test_amm import make_pool as amm_pool
 
 A, B = SOL.mint, USDC.mint
 
@@ -36,17 +36,8 @@ def make_pool(
     fee: tuple[int, int] = (RAYDIUM_CPMM_FEE_0_25_PCT, RAYDIUM_CPMM_FEE_DENOMINATOR),
     rounding: FeeRounding = FeeRounding.UP,
 ) -> PoolState:
-    return PoolState(
-        pool_id="pool-1",
-        venue=Venue.RAYDIUM if rounding is FeeRounding.UP else Venue.METEORA,
-        mint_a=A,
-        mint_b=B,
-        reserve_a=reserve_a,
-        reserve_b=reserve_b,
-        fee_numerator=fee[0],
-        fee_denominator=fee[1],
-        fee_rounding=rounding,
-    )
+    # The exact-in tests' pool, with a Raydium CPMM fee tier by default.
+    return amm_pool(reserve_a, reserve_b, fee, rounding)
 
 
 @st.composite

@@ -19,7 +19,7 @@ from starlette.websockets import WebSocketState
 from order_engine.api.auth import Authenticator, key_from
 from order_engine.api.schemas import order_to_json
 from order_engine.domain.orders import OrderStatus
-from order_engine.events import RESYNC, EventHub
+from order_engine.events import RESYNC, EventHub, Subscription
 from order_engine.services import Services
 from order_engine.store.repository import OrderNotFoundError
 
@@ -119,11 +119,7 @@ async def watch_order(websocket: WebSocket, order_id: str) -> None:
     except (WebSocketDisconnect, TimeoutError, RuntimeError):
         pass  # client gone, or too slow to take a message within SEND_TIMEOUT_S
     finally:
-        subscription.close()
-        closing.cancel()
-        receiver.cancel()
-        with contextlib.suppress(BaseException):
-            await receiver
+        await _release(subscription, closing, receiver)
         if websocket.application_state is WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await websocket.close(CLOSE_NORMAL)
@@ -173,12 +169,18 @@ async def watch_all_orders(websocket: WebSocket) -> None:
     except (WebSocketDisconnect, TimeoutError, RuntimeError):
         pass
     finally:
-        subscription.close()
-        closing.cancel()
-        receiver.cancel()
-        with contextlib.suppress(BaseException):
-            await receiver
+        await _release(subscription, closing, receiver)
 
 
 async def _send(websocket: WebSocket, message: dict[str, Any]) -> None:
     await asyncio.wait_for(websocket.send_text(orjson.dumps(message).decode()), SEND_TIMEOUT_S)
+
+
+async def _release(subscription: Subscription, *tasks: asyncio.Task[Any]) -> None:
+    """Unsubscribe and stop the helper tasks of a connection that is over."""
+    subscription.close()
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(BaseException):
+            await task
