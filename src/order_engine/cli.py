@@ -272,6 +272,28 @@ def bench_e2e(
         raise typer.Exit(1)
 
 
+@bench_app.command("ws")
+def bench_ws(
+    sockets: Annotated[int, typer.Option(min=1, help="Idle watchers to hold.")] = 1000,
+    orders_count: Annotated[int, typer.Option("--orders", min=1)] = 200,
+    url: UrlOption = "http://127.0.0.1:3000",
+    api_key: KeyOption = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
+) -> None:
+    """Hold N idle WebSocket watchers while orders flow, each order watched from its
+    acknowledgement: delivery delay from commit to client p50/p99, the API's memory per
+    idle socket, and dropped or duplicated events (0).
+
+    Example: [cyan]order-engine bench ws --sockets 2000 --orders 200[/]
+    """
+    from order_engine.bench.ws import run_ws
+
+    figures = asyncio.run(run_ws(url, _require_key(api_key), sockets, orders_count))
+    _bench_output("WebSocket fan-out", figures, json_out)
+    if figures["missing"] or figures["duplicated"]:
+        raise typer.Exit(1)
+
+
 # --- talking to a running service ------------------------------------------------------
 
 

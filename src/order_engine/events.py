@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -42,8 +43,16 @@ class EventPublisher:
                         error=str(exc))
 
 
+@dataclass(frozen=True, slots=True)
+class LiveEvent:
+    """An event as it arrived, with its JSON text made once for every reader."""
+
+    message: dict[str, Any]
+    text: str
+
+
 # Put on a subscription's queue when it may have missed events: the reader resyncs.
-RESYNC: dict[str, Any] = {"type": "resync"}
+RESYNC = LiveEvent({"type": "resync"}, '{"type":"resync"}')
 
 
 class Subscription:
@@ -54,9 +63,9 @@ class Subscription:
         self._hub = hub
         self.order_id = order_id
         self.api_key_id = api_key_id
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize)
+        self.queue: asyncio.Queue[LiveEvent] = asyncio.Queue(maxsize)
 
-    def deliver(self, message: dict[str, Any]) -> None:
+    def deliver(self, message: LiveEvent) -> None:
         try:
             self.queue.put_nowait(message)
         except asyncio.QueueFull:
@@ -152,8 +161,11 @@ class EventHub:
         except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
             log.warning("ignoring malformed event message")
             return
-        for sub in (*self._by_order.get(order_id, ()), *self._by_key.get(api_key_id, ())):
-            sub.deliver(message)
+        readers = (*self._by_order.get(order_id, ()), *self._by_key.get(api_key_id, ()))
+        if readers:
+            live = LiveEvent(message, orjson.dumps(message).decode())  # once, for all
+            for sub in readers:
+                sub.deliver(live)
 
     def _resync_all(self) -> None:
         for index in (self._by_order, self._by_key):

@@ -101,3 +101,14 @@ async def test_bench_ingest_and_e2e_report_their_figures(stack: Stack, tmp_path:
     assert outcome["confirmed"] == 30
     assert outcome["exactly_once"] is True
     assert outcome["swaps_per_order"] == {"1": 30}
+
+
+async def test_bench_ws_reports_every_event_delivered_once(stack: Stack, tmp_path: Path) -> None:
+    out = tmp_path / "ws.json"
+    result = await _cli(stack, "bench", "ws", "--sockets", "20", "--orders", "5",
+                        "--url", stack.base_url, "--api-key", API_KEY, "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    figures = orjson.loads(out.read_bytes())
+    assert figures["watchers"] == 20
+    assert figures["deliveries"] == 20 * 5  # five statuses, four watchers per order
+    assert figures["missing"] == figures["duplicated"] == 0

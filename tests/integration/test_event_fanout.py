@@ -36,8 +36,8 @@ async def test_a_slow_reader_is_told_to_resync_and_never_blocks_a_fast_one(
 
         async def read_fast() -> None:
             while len(received) < 20:
-                message = await fast.queue.get()
-                received.append(int(message["seq"]))
+                live = await fast.queue.get()
+                received.append(int(live.message["seq"]))
 
         reader = asyncio.create_task(read_fast())
         for seq in range(1, 21):

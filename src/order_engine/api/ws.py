@@ -19,7 +19,7 @@ from starlette.websockets import WebSocketState
 from order_engine.api.auth import Authenticator, key_from
 from order_engine.api.schemas import order_to_json
 from order_engine.domain.orders import OrderStatus
-from order_engine.events import RESYNC, EventHub, Subscription
+from order_engine.events import RESYNC, EventHub, LiveEvent, Subscription
 from order_engine.services import Services
 from order_engine.store.repository import OrderNotFoundError
 
@@ -43,11 +43,12 @@ class _Stream:
         self.last_seq = 0
         self.done = False
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: dict[str, Any], text: str | None = None) -> None:
         seq = int(message["seq"])
         if seq <= self.last_seq:
             return  # already sent
-        await asyncio.wait_for(self.ws.send_text(orjson.dumps(message).decode()), SEND_TIMEOUT_S)
+        await asyncio.wait_for(self.ws.send_text(text or orjson.dumps(message).decode()),
+                               SEND_TIMEOUT_S)
         self.last_seq = seq
         if OrderStatus(message["status"]).is_terminal:
             self.done = True
@@ -56,11 +57,11 @@ class _Stream:
         for event in await self.services.orders.events(self.order_id, self.last_seq):
             await self.send(event.to_message())
 
-    async def on_live(self, message: dict[str, Any]) -> None:
-        if message is RESYNC or int(message["seq"]) > self.last_seq + 1:
+    async def on_live(self, live: LiveEvent) -> None:
+        if live is RESYNC or int(live.message["seq"]) > self.last_seq + 1:
             await self.catch_up()
         else:
-            await self.send(message)
+            await self.send(live.message, live.text)
 
 
 async def _accept(websocket: WebSocket) -> uuid.UUID | None:
@@ -155,7 +156,8 @@ async def watch_all_orders(websocket: WebSocket) -> None:
     closing = asyncio.create_task(websocket.app.state.closing.wait())
     try:
         orders, _ = await services.orders.list_page(key_id, None, SNAPSHOT_ORDERS, None)
-        await _send(websocket, {"type": "snapshot", "orders": [order_to_json(o) for o in orders]})
+        await _send(websocket, orjson.dumps(
+            {"type": "snapshot", "orders": [order_to_json(o) for o in orders]}).decode())
         while not receiver.done() and not closing.done():
             getter = asyncio.ensure_future(subscription.queue.get())
             finished, _ = await asyncio.wait({getter, receiver, closing},
@@ -163,7 +165,7 @@ async def watch_all_orders(websocket: WebSocket) -> None:
             if getter not in finished:
                 getter.cancel()
                 break
-            await _send(websocket, getter.result())  # RESYNC is {"type": "resync"} as is
+            await _send(websocket, getter.result().text)  # RESYNC: {"type": "resync"}
         if closing.done() and websocket.application_state is WebSocketState.CONNECTED:
             await websocket.close(CLOSE_GOING_AWAY, "server shutting down; reconnect")
     except (WebSocketDisconnect, TimeoutError, RuntimeError):
@@ -172,8 +174,8 @@ async def watch_all_orders(websocket: WebSocket) -> None:
         await _release(subscription, closing, receiver)
 
 
-async def _send(websocket: WebSocket, message: dict[str, Any]) -> None:
-    await asyncio.wait_for(websocket.send_text(orjson.dumps(message).decode()), SEND_TIMEOUT_S)
+async def _send(websocket: WebSocket, text: str) -> None:
+    await asyncio.wait_for(websocket.send_text(text), SEND_TIMEOUT_S)
 
 
 async def _release(subscription: Subscription, *tasks: asyncio.Task[Any]) -> None:

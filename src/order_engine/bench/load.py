@@ -79,6 +79,7 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 async def post_orders(
     base_url: str, key: str, connections: int, *, duration_s: float | None = None,
     total: int | None = None, on_progress: Callable[[int], None] | None = None,
+    on_accepted: Callable[[str], None] | None = None,
 ) -> LoadResult:
     """POST orders over `connections` keep-alive connections, for `duration_s` seconds or
     until `total` orders were acknowledged, whichever is given."""
@@ -106,7 +107,10 @@ async def post_orders(
                 result.latencies_ms.append((time.perf_counter() - sent) * 1000)
                 result.requests += 1
                 if status == 201:
-                    result.order_ids.append(orjson.loads(body)["orderId"])
+                    order_id = orjson.loads(body)["orderId"]
+                    result.order_ids.append(order_id)
+                    if on_accepted is not None:
+                        on_accepted(order_id)
                 else:
                     result.errors += 1
                     if len(result.error_samples) < 5:
