@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from order_engine.domain.amm import Venue
 from order_engine.domain.errors import (
     BlockhashExpiredError,
     InsufficientLiquidityError,
@@ -146,10 +147,14 @@ class SimulatedChain:
     # --- pools ---------------------------------------------------------------------
 
     async def get_pools(
-        self, mint_x: str | None = None, mint_y: str | None = None
+        self, mint_x: str | None = None, mint_y: str | None = None, *,
+        venue: Venue | None = None,
     ) -> list[AnyPool]:
+        """Pools (of a pair, of a venue, or all), decoded; unchanged ones from memory."""
         c = tables.pools.c
         stamps = select(c.pool_id, c.updated_at).order_by(c.pool_id)
+        if venue is not None:
+            stamps = stamps.where(c.venue == venue.value)
         if mint_x is not None and mint_y is not None:
             stamps = stamps.where(
                 ((c.mint_a == mint_x) & (c.mint_b == mint_y))
@@ -227,18 +232,19 @@ class SimulatedChain:
             now = datetime.now(UTC)
             err: str | None = None
             legs: list[dict[str, str]] = []
+            amount_out = 0
             try:
-                legs, amount_in, amount_out = _execute_route(route, pools, int(now.timestamp()))
+                legs, amount_out = _execute_route(route, pools, int(now.timestamp()))
             except InsufficientLiquidityError as exc:
-                err, amount_in, amount_out = f"InsufficientLiquidity: {exc.message}", 0, 0
+                err = f"InsufficientLiquidity: {exc.message}"
             if err is None and amount_out < route.min_amount_out:
                 err = SLIPPAGE_ERROR
             if err is None:
-                for pool in {leg["pool_id"]: None for leg in legs}:
-                    after = next(p for p in pools.values() if p.pool_id == pool)
+                # Every locked pool is a step of the route: each one changed.
+                for after in pools.values():
                     await conn.execute(
                         tables.pools.update()
-                        .where(tables.pools.c.pool_id == pool)
+                        .where(tables.pools.c.pool_id == after.pool_id)
                         .values(**pool_values(after), updated_at=now)
                     )
             else:
@@ -251,7 +257,8 @@ class SimulatedChain:
                     blockhash=str(message.recent_blockhash),
                     pool_id=next(iter(pools.values())).pool_id,
                     input_mint=str(route.input_mint),
-                    amount_in=Decimal(amount_in or sum(s.amount_in for s in route.steps)),
+                    # Later hops of a path carry 0: this is what the route spends.
+                    amount_in=Decimal(sum(s.amount_in for s in route.steps)),
                     min_amount_out=Decimal(route.min_amount_out),
                     amount_out=None if err else Decimal(amount_out),
                     err=err,
@@ -309,14 +316,13 @@ class SimulatedChain:
 
 def _execute_route(
     route: RouteInstruction, pools: dict[str, AnyPool], now_ts: int
-) -> tuple[list[dict[str, str]], int, int]:
+) -> tuple[list[dict[str, str]], int]:
     """Run the route's steps against `pools` (updated in place); returns the legs as
-    landed, the input spent and the output received. Raises PermanentError for a route
-    that does not add up, InsufficientLiquidityError when a pool cannot fill."""
+    landed and the output received. Raises PermanentError for a route that does not add
+    up, InsufficientLiquidityError when a pool cannot fill."""
     input_mint, output_mint = str(route.input_mint), str(route.output_mint)
     carry: dict[int, tuple[str, int]] = {}  # path -> (mint it holds, amount)
     legs: list[dict[str, str]] = []
-    spent = 0
     for step in route.steps:
         pool = pools[str(step.pool)]
         mint_a, mint_b = mints_of(pool)
@@ -325,7 +331,6 @@ def _execute_route(
             if step.path in carry or sells != input_mint:
                 raise PermanentError("invalid route: a path must start with the input token")
             amount = step.amount_in
-            spent += amount
         else:
             held = carry.get(step.path)
             if held is None or held[0] != sells:
@@ -337,4 +342,4 @@ def _execute_route(
                      "amount_in": str(amount), "amount_out": str(out)})
     if any(mint != output_mint for mint, _ in carry.values()):
         raise PermanentError("invalid route: a path does not end in the output token")
-    return legs, spent, sum(amount for _, amount in carry.values())
+    return legs, sum(amount for _, amount in carry.values())

@@ -11,7 +11,7 @@ from order_engine import metrics
 from order_engine.domain.amm import Venue
 from order_engine.domain.errors import VenueTimeoutError
 from order_engine.market.chain import SimulatedChain
-from order_engine.market.pool_codec import AnyPool, venue_of
+from order_engine.market.pool_codec import AnyPool
 
 
 class SimulatedVenue:
@@ -26,7 +26,7 @@ class SimulatedVenue:
         scale = self._chain.latency_scale
         if scale > 0:
             await asyncio.sleep(self._rng.uniform(0.15, 0.25) * scale)
-        return [p for p in await self._chain.get_pools() if venue_of(p) is self.venue]
+        return await self._chain.get_pools(venue=self.venue)
 
 
 async def fetch_pools(venues: list[SimulatedVenue], timeout_s: float) -> list[AnyPool]:
