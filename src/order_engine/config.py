@@ -61,10 +61,6 @@ class Settings(BaseSettings):
     def _empty_seed_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
-    @property
-    def sqlalchemy_url(self) -> str:
-        return to_asyncpg_url(self.database_url)
-
 
 def to_asyncpg_url(url: str) -> str:
     """Accept the usual `postgresql://` spelling and hand SQLAlchemy its asyncpg dialect."""

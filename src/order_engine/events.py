@@ -28,6 +28,11 @@ def events_channel(prefix: str) -> str:
     return f"{prefix}:events"
 
 
+def event_envelope(event: EventRecord) -> bytes:
+    """What goes on the channel: the event and whose it is (for the firehose)."""
+    return orjson.dumps({"apiKeyId": str(event.api_key_id), "event": event.to_message()})
+
+
 class EventPublisher:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
@@ -35,9 +40,8 @@ class EventPublisher:
 
     async def publish(self, event: EventRecord) -> None:
         """Best effort: the event is already committed; readers recover a lost publish."""
-        envelope = {"apiKeyId": str(event.api_key_id), "event": event.to_message()}
         try:
-            await asyncio.wait_for(self._redis.publish(self._channel, orjson.dumps(envelope)), 2)
+            await asyncio.wait_for(self._redis.publish(self._channel, event_envelope(event)), 2)
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("event publish failed", order_id=str(event.order_id), seq=event.seq,
                         error=str(exc))

@@ -49,14 +49,9 @@ class Services:
     venues: list[SimulatedVenue]
     rng: random.Random
 
-    async def enqueue_order(self, order_id: str, defer_ms: int = 0) -> bool:
+    async def enqueue_order(self, order_id: str) -> bool:
         """Queue the order's job; False when a job for this order is queued or running."""
-        job = await self.queue.enqueue_job(
-            EXECUTE_ORDER_JOB,
-            order_id,
-            _job_id=order_id,
-            _defer_by=defer_ms / 1000 if defer_ms else None,
-        )
+        job = await self.queue.enqueue_job(EXECUTE_ORDER_JOB, order_id, _job_id=order_id)
         return job is not None
 
     async def close(self) -> None:

@@ -12,9 +12,7 @@ from order_engine.domain import dlmm
 from order_engine.domain.amm import FeeRounding, PoolState, Venue, apply_swap, swap_exact_in
 from order_engine.domain.pools import ConstantProductPool, DlmmRoutablePool
 from order_engine.domain.router import RoutablePool
-
-CONSTANT_PRODUCT = "constant_product"
-DLMM = "dlmm"
+from order_engine.market.config import CONSTANT_PRODUCT, DLMM
 
 AnyPool = PoolState | dlmm.DlmmPool
 

@@ -67,6 +67,20 @@ class NewOrder:
     slippage_bps: int
 
 
+def new_order_rows(new: NewOrder, order_id: uuid.UUID, now: datetime) -> (
+    tuple[dict[str, Any], dict[str, Any]]
+):
+    """The columns of a new order and of its first event (`pending`, seq 1)."""
+    order = {"id": order_id, "api_key_id": new.api_key_id, "type": new.type.value,
+             "status": OrderStatus.PENDING.value, "input_mint": new.input_mint,
+             "output_mint": new.output_mint, "amount_in": new.amount_in,
+             "slippage_bps": new.slippage_bps, "attempts": 0, "last_seq": 1,
+             "created_at": now, "updated_at": now}
+    event = {"order_id": order_id, "seq": 1, "status": OrderStatus.PENDING.value,
+             "attempt": 0, "payload": {}, "created_at": now}
+    return order, event
+
+
 @dataclass(frozen=True, slots=True)
 class EventRecord:
     order_id: uuid.UUID
@@ -129,24 +143,8 @@ class OrderRepository:
         it is in flight; once the first commits, the key and its order are there to replay.
         """
         now = _now()
-        order = Order(
-            id=uuid.uuid4(),
-            api_key_id=new.api_key_id,
-            type=new.type.value,
-            status=OrderStatus.PENDING.value,
-            input_mint=new.input_mint,
-            output_mint=new.output_mint,
-            amount_in=new.amount_in,
-            slippage_bps=new.slippage_bps,
-            attempts=0,
-            last_seq=1,
-            created_at=now,
-            updated_at=now,
-        )
-        event = OrderEvent(
-            order_id=order.id, seq=1, status=OrderStatus.PENDING.value, attempt=0,
-            payload={}, created_at=now,
-        )
+        order_row, event_row = new_order_rows(new, uuid.uuid4(), now)
+        order, event = Order(**order_row), OrderEvent(**event_row)
         async with self._sessions.begin() as session:
             if claim is not None:
                 replay = await self._claim(session, new.api_key_id, claim, now)

@@ -19,7 +19,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import orjson
 import structlog
 from arq.constants import default_queue_name, job_key_prefix
 from arq.jobs import serialize_job
@@ -28,9 +27,9 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from order_engine.domain.orders import OrderStatus
-from order_engine.events import events_channel
+from order_engine.events import event_envelope, events_channel
 from order_engine.store.models import Order, OrderEvent
-from order_engine.store.repository import EventRecord, NewOrder
+from order_engine.store.repository import EventRecord, NewOrder, new_order_rows
 
 log = structlog.get_logger(__name__)
 
@@ -96,22 +95,11 @@ class SubmissionBatcher:
     async def _commit(self, batch: list[_Pending]) -> list[Accepted]:
         now = datetime.now(UTC)
         ids = [uuid.uuid4() for _ in batch]
-        orders = [
-            {"id": order_id, "api_key_id": p.new.api_key_id, "type": p.new.type.value,
-             "status": OrderStatus.PENDING.value, "input_mint": p.new.input_mint,
-             "output_mint": p.new.output_mint, "amount_in": p.new.amount_in,
-             "slippage_bps": p.new.slippage_bps, "attempts": 0, "last_seq": 1,
-             "created_at": now, "updated_at": now}
-            for order_id, p in zip(ids, batch, strict=True)
-        ]
-        events = [
-            {"order_id": order_id, "seq": 1, "status": OrderStatus.PENDING.value,
-             "attempt": 0, "payload": {}, "created_at": now}
-            for order_id in ids
-        ]
+        rows = [new_order_rows(p.new, order_id, now) for order_id, p in zip(ids, batch,
+                                                                            strict=True)]
         async with self._engine.begin() as conn:
-            await conn.execute(insert(Order), orders)
-            await conn.execute(insert(OrderEvent), events)
+            await conn.execute(insert(Order), [order for order, _ in rows])
+            await conn.execute(insert(OrderEvent), [event for _, event in rows])
         # Committed: from here every order is acknowledged and never lost. Enqueue and
         # publish in one round trip; if Redis fails, the sweep enqueues them later.
         enqueued = await self._enqueue_and_publish(batch, ids, now)
@@ -131,9 +119,7 @@ class SubmissionBatcher:
                     pipe.zadd(self._queue_name, {job_id: enqueue_ms}, nx=True)
                     event = EventRecord(order_id, item.new.api_key_id, 1, OrderStatus.PENDING,
                                         0, {}, now)
-                    envelope = {"apiKeyId": str(item.new.api_key_id),
-                                "event": event.to_message()}
-                    pipe.publish(self._channel, orjson.dumps(envelope))
+                    pipe.publish(self._channel, event_envelope(event))
                 await asyncio.wait_for(pipe.execute(), 5)
         except Exception as exc:  # noqa: BLE001 (committed; the sweep recovers the enqueue)
             log.warning("batch enqueue failed; the sweep will pick the orders up",
