@@ -62,6 +62,22 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def _fee(pool: PoolState, amount_in: int) -> int:
+    """The fee on `amount_in`, rounded the way the pool's program rounds it."""
+    raw = amount_in * pool.fee_numerator
+    if pool.fee_rounding is FeeRounding.UP:
+        return _ceil_div(raw, pool.fee_denominator)
+    return raw // pool.fee_denominator
+
+
+def _settled(reserve_in: int, reserve_out: int, amount_in: int, fee: int,
+             amount_out: int) -> SwapResult:
+    # The whole input, fee included, stays in the pool.
+    return SwapResult(amount_in=amount_in, fee=fee, amount_out=amount_out,
+                      new_reserve_in=reserve_in + amount_in,
+                      new_reserve_out=reserve_out - amount_out)
+
+
 def swap_exact_in(pool: PoolState, input_mint: str, amount_in: int) -> SwapResult:
     """Constant-product swap of exactly `amount_in`; the fee stays in the pool."""
     if amount_in <= 0:
@@ -69,11 +85,7 @@ def swap_exact_in(pool: PoolState, input_mint: str, amount_in: int) -> SwapResul
     reserve_in, reserve_out = pool.reserves_for(input_mint)
     if reserve_in <= 0 or reserve_out <= 0:
         raise InsufficientLiquidityError(f"pool {pool.pool_id} is empty")
-    raw_fee = amount_in * pool.fee_numerator
-    if pool.fee_rounding is FeeRounding.UP:
-        fee = _ceil_div(raw_fee, pool.fee_denominator)
-    else:
-        fee = raw_fee // pool.fee_denominator
+    fee = _fee(pool, amount_in)
     in_after_fee = amount_in - fee
     amount_out = reserve_out * in_after_fee // (reserve_in + in_after_fee)
     if amount_out <= 0:
@@ -82,13 +94,7 @@ def swap_exact_in(pool: PoolState, input_mint: str, amount_in: int) -> SwapResul
         )
     if amount_out >= reserve_out:
         raise InsufficientLiquidityError(f"pool {pool.pool_id} cannot fill this amount")
-    return SwapResult(
-        amount_in=amount_in,
-        fee=fee,
-        amount_out=amount_out,
-        new_reserve_in=reserve_in + amount_in,
-        new_reserve_out=reserve_out - amount_out,
-    )
+    return _settled(reserve_in, reserve_out, amount_in, fee, amount_out)
 
 
 def apply_swap(pool: PoolState, input_mint: str, result: SwapResult) -> PoolState:
@@ -159,17 +165,9 @@ def swap_exact_out(pool: PoolState, output_mint: str, amount_out: int) -> SwapRe
     numerator, denominator = pool.fee_numerator, pool.fee_denominator
     if pool.fee_rounding is FeeRounding.UP:
         amount_in = _ceil_div(net_in * denominator, denominator - numerator)
-        fee = _ceil_div(amount_in * numerator, denominator)
     else:
         amount_in = (net_in - 1) * denominator // (denominator - numerator) + 1
-        fee = amount_in * numerator // denominator
-    return SwapResult(
-        amount_in=amount_in,
-        fee=fee,
-        amount_out=amount_out,
-        new_reserve_in=reserve_in + amount_in,
-        new_reserve_out=reserve_out - amount_out,
-    )
+    return _settled(reserve_in, reserve_out, amount_in, _fee(pool, amount_in), amount_out)
 
 
 def spot_price(pool: PoolState, input_mint: str) -> Fraction:
