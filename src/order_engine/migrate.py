@@ -10,7 +10,7 @@ from alembic.config import Config
 
 from order_engine.config import Settings
 from order_engine.market.chain import SimulatedChain
-from order_engine.store.db import create_engine
+from order_engine.store.db import create_engine, create_pg_pool
 
 
 def migrations_dir() -> Path:
@@ -36,7 +36,9 @@ def upgrade_database(database_url: str) -> None:
 
 async def seed_chain(settings: Settings) -> None:
     engine = create_engine(settings.database_url, pool_size=1)
+    pg = await create_pg_pool(settings.database_url, size=1)
     try:
-        await SimulatedChain(engine).ensure_genesis()
+        await SimulatedChain(engine, pg).ensure_genesis()
     finally:
         await engine.dispose()
+        await pg.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+import asyncpg
 from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
 from redis.asyncio import Redis
@@ -15,7 +16,7 @@ from order_engine.events import EventPublisher
 from order_engine.market.chain import SimulatedChain
 from order_engine.market.venues import SimulatedVenue, venues_for
 from order_engine.store.api_keys import ApiKeyStore
-from order_engine.store.db import create_engine, session_factory
+from order_engine.store.db import create_engine, create_pg_pool, session_factory
 from order_engine.store.repository import OrderRepository
 
 EXECUTE_ORDER_JOB = "execute_order"
@@ -39,6 +40,7 @@ class MissingSettingError(RuntimeError):
 class Services:
     settings: Settings
     engine: AsyncEngine
+    pg: asyncpg.Pool
     sessions: async_sessionmaker[AsyncSession]
     orders: OrderRepository
     api_keys: ApiKeyStore
@@ -58,6 +60,7 @@ class Services:
         await self.queue.aclose()
         await self.redis.aclose()
         await self.engine.dispose()
+        await self.pg.close()
 
 
 async def open_services(settings: Settings) -> Services:
@@ -68,6 +71,7 @@ async def open_services(settings: Settings) -> Services:
         )
     engine = create_engine(settings.database_url, settings.db_pool_size)
     sessions = session_factory(engine)
+    pg = await create_pg_pool(settings.database_url, settings.db_pool_size)
     redis = Redis.from_url(
         settings.redis_url, socket_timeout=5, socket_connect_timeout=5,
         health_check_interval=15,
@@ -76,6 +80,7 @@ async def open_services(settings: Settings) -> Services:
     rng = random.Random(settings.sim_seed)
     chain = SimulatedChain(
         engine,
+        pg,
         latency_scale=settings.sim_latency_scale,
         failure_rate=settings.sim_failure_rate,
         rng=rng,
@@ -83,8 +88,9 @@ async def open_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
         engine=engine,
+        pg=pg,
         sessions=sessions,
-        orders=OrderRepository(sessions),
+        orders=OrderRepository(sessions, pg),
         api_keys=ApiKeyStore(sessions),
         redis=redis,
         queue=queue,

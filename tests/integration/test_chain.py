@@ -70,7 +70,7 @@ async def test_output_below_minimum_lands_as_slippage_error_and_moves_nothing(
 
 async def test_expired_blockhash_is_refused(stack: Stack) -> None:
     chain = stack.services.chain
-    stale = SimulatedChain(stack.services.engine, latency_scale=0)
+    stale = SimulatedChain(stack.services.engine, stack.services.pg, latency_scale=0)
     tx = await _swap_tx(chain, 10**9)
     stale.slot_seconds = chain.slot_seconds / 1000  # its clock runs 150 slots ahead at once
     with pytest.raises(BlockhashExpiredError):

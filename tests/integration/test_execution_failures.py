@@ -29,7 +29,7 @@ class FrontRunningChain(SimulatedChain):
     of what each holds: enough to move a DLMM pool several bins, not just within one)."""
 
     def __init__(self, real: SimulatedChain) -> None:
-        super().__init__(real._engine, latency_scale=real.latency_scale)
+        super().__init__(real._engine, real._pg, latency_scale=real.latency_scale)
         self.front_runs = 0
 
     async def send_transaction(self, raw: bytes) -> str:

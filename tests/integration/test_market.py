@@ -16,7 +16,7 @@ from tests.stack import Stack
 
 async def test_arbitrage_brings_every_pool_close_to_the_reference(stack: Stack) -> None:
     config = dataclasses.replace(load_market_config(), noise_trades_per_pool_per_tick=0.0)
-    chain = SimulatedChain(stack.services.engine, latency_scale=0)
+    chain = SimulatedChain(stack.services.engine, stack.services.pg, latency_scale=0)
     market = MarketSimulator(chain, config, random.Random(3))
     # Prices jump 2% (the stablecoin pair 0.3%, inside its pools' liquidity ranges).
     market.reference = {k: v * (1.003 if v < 1.5 and v > 0.5 else 1.02)

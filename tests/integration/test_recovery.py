@@ -32,7 +32,7 @@ class CrashingChain(SimulatedChain):
     """The real chain, but the worker dies just before or just after sending."""
 
     def __init__(self, real: SimulatedChain, when: str) -> None:
-        super().__init__(real._engine, latency_scale=real.latency_scale)
+        super().__init__(real._engine, real._pg, latency_scale=real.latency_scale)
         self.when = when
 
     async def send_transaction(self, raw: bytes) -> str:
@@ -156,7 +156,7 @@ class BrokenChain(SimulatedChain):
     """A bug in the chain client: it raises something the pipeline does not expect."""
 
     def __init__(self, real: SimulatedChain) -> None:
-        super().__init__(real._engine, latency_scale=real.latency_scale)
+        super().__init__(real._engine, real._pg, latency_scale=real.latency_scale)
 
     async def get_latest_blockhash(self) -> Any:
         raise ValueError("unexpected shape of RPC answer")

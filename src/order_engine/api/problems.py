@@ -9,10 +9,10 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from redis.exceptions import RedisError
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+
+from order_engine.store.db import DATABASE_ERRORS
 
 log = structlog.get_logger(__name__)
 
@@ -120,7 +120,7 @@ def install_problem_handlers(app: FastAPI) -> None:
                                 "Idempotency-Key, if you sent one)", type_="unavailable",
                                 headers={"Retry-After": "1"}, instance=request.url.path)
 
-    for error in (DBAPIError, PoolTimeoutError, RedisError, ConnectionError, TimeoutError):
+    for error in (*DATABASE_ERRORS, RedisError, ConnectionError, TimeoutError):
         app.add_exception_handler(error, _unavailable)
 
     @app.exception_handler(Exception)

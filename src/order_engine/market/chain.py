@@ -13,13 +13,12 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
+import asyncpg
 from solders.hash import Hash
 from solders.transaction import Transaction
-from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from order_engine.domain.amm import Venue
 from order_engine.domain.errors import (
@@ -76,12 +75,15 @@ class SimulatedChain:
     def __init__(
         self,
         engine: AsyncEngine,
+        pg: asyncpg.Pool,
         *,
         latency_scale: float = 1.0,
         failure_rate: float = 0.0,
         rng: random.Random | None = None,
     ) -> None:
         self._engine = engine
+        self._pg = pg
+        self._blockhash_slot = -1  # the last slot whose blockhash this process recorded
         self.latency_scale = latency_scale
         self.failure_rate = failure_rate
         self._rng = rng or random.Random()
@@ -117,9 +119,9 @@ class SimulatedChain:
 
     async def _genesis_info(self) -> tuple[float, str]:
         if self._genesis is None:
-            async with self._engine.connect() as conn:
-                row = (await conn.execute(select(tables.genesis))).one()
-            self._genesis = (row.started_at.timestamp(), row.seed)
+            row = await self._pg.fetchrow("SELECT started_at, seed FROM chain.genesis")
+            assert row is not None, "the chain has no genesis: run `order-engine migrate`"
+            self._genesis = (row["started_at"].timestamp(), row["seed"])
         return self._genesis
 
     # --- clock and blockhashes -----------------------------------------------------
@@ -133,12 +135,13 @@ class SimulatedChain:
         _, seed = await self._genesis_info()
         blockhash = Hash(hashlib.sha256(f"{seed}:{slot}".encode()).digest())
         last_valid = slot + BLOCKHASH_VALID_SLOTS
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                insert(tables.blockhashes)
-                .values(blockhash=str(blockhash), slot=slot, last_valid_slot=last_valid)
-                .on_conflict_do_nothing()
+        if slot != self._blockhash_slot:  # once per slot and process, not per order
+            await self._pg.execute(
+                "INSERT INTO chain.blockhashes (blockhash, slot, last_valid_slot) "
+                "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                str(blockhash), slot, last_valid,
             )
+            self._blockhash_slot = slot
         return LatestBlockhash(blockhash, last_valid)
 
     async def is_blockhash_valid(self, last_valid_slot: int) -> bool:
@@ -151,26 +154,31 @@ class SimulatedChain:
         venue: Venue | None = None,
     ) -> list[AnyPool]:
         """Pools (of a pair, of a venue, or all), decoded; unchanged ones from memory."""
-        c = tables.pools.c
-        stamps = select(c.pool_id, c.updated_at).order_by(c.pool_id)
+        conditions, args = ["TRUE"], []
         if venue is not None:
-            stamps = stamps.where(c.venue == venue.value)
+            args.append(venue.value)
+            conditions.append(f"venue = ${len(args)}")
         if mint_x is not None and mint_y is not None:
-            stamps = stamps.where(
-                ((c.mint_a == mint_x) & (c.mint_b == mint_y))
-                | ((c.mint_a == mint_y) & (c.mint_b == mint_x))
-            )
-        async with self._engine.connect() as conn:
-            current = (await conn.execute(stamps)).all()
-            # Decoding a DLMM pool (every bin) is the costly part: only pools that changed
-            # since this process last read them are fetched and decoded again.
-            stale = [pool_id for pool_id, updated in current
-                     if self._pools.get(pool_id, (None, None))[0] != updated]
-            if stale:
-                rows = (await conn.execute(select(tables.pools).where(c.pool_id.in_(stale))))
-                for row in rows.all():
-                    self._pools[row.pool_id] = (row.updated_at, pool_from_row(row._mapping))
-        return [self._pools[pool_id][1] for pool_id, _ in current]
+            args += [mint_x, mint_y]
+            x, y = len(args) - 1, len(args)
+            conditions.append(f"((mint_a = ${x} AND mint_b = ${y}) OR "
+                              f"(mint_a = ${y} AND mint_b = ${x}))")
+        async with self._pg.acquire() as conn:
+            current = await conn.fetch(
+                f"SELECT pool_id, updated_at FROM chain.pools WHERE {' AND '.join(conditions)} "
+                "ORDER BY pool_id", *args)
+            await self._refresh(conn, current)
+        return [self._pools[row["pool_id"]][1] for row in current]
+
+    async def _refresh(self, conn: asyncpg.Connection, stamps: list[asyncpg.Record]) -> None:
+        """Fetch and decode again the pools whose `updated_at` moved since this process
+        last read them (decoding a DLMM pool, every bin, is the costly part)."""
+        stale = [row["pool_id"] for row in stamps
+                 if self._pools.get(row["pool_id"], (None, None))[0] != row["updated_at"]]
+        if stale:
+            for row in await conn.fetch(
+                    "SELECT * FROM chain.pools WHERE pool_id = ANY($1::text[])", stale):
+                self._pools[row["pool_id"]] = (row["updated_at"], pool_from_row(row))
 
     # --- transactions --------------------------------------------------------------
 
@@ -212,23 +220,26 @@ class SimulatedChain:
         if not message.is_signer(keys.index(route.owner)):
             raise PermanentError("invalid transaction: owner did not sign")
 
-        async with self._engine.begin() as conn:
+        addresses = sorted({str(step.pool) for step in route.steps})
+        async with self._pg.acquire() as conn, conn.transaction():
             # Lock every pool of the route, always in the same order (no deadlocks).
-            addresses = sorted({str(step.pool) for step in route.steps})
-            rows = (
-                await conn.execute(
-                    select(tables.pools)
-                    .where(tables.pools.c.address.in_(addresses))
-                    .order_by(tables.pools.c.pool_id)
-                    .with_for_update()
-                )
-            ).all()
-            pools = {row.address: pool_from_row(row._mapping) for row in rows}
-            if len(pools) != len(addresses):
+            # Only stamps: the pools themselves come from this process's cache
+            # unless another process changed them since.
+            locked = await conn.fetch(
+                "SELECT pool_id, address, updated_at FROM chain.pools "
+                "WHERE address = ANY($1::text[]) ORDER BY pool_id FOR UPDATE", addresses)
+            if len(locked) != len(addresses):
                 raise PermanentError("invalid transaction: a route step names no pool")
-            if await self._landed(conn, signature):
+            await self._refresh(conn, locked)
+            pools = {row["address"]: self._pools[row["pool_id"]][1] for row in locked}
+            landed, last_valid = await conn.fetchrow(
+                "SELECT EXISTS (SELECT 1 FROM chain.transactions WHERE signature = $1), "
+                "(SELECT last_valid_slot FROM chain.blockhashes WHERE blockhash = $2)",
+                signature, str(message.recent_blockhash))
+            if landed:
                 return signature  # already processed: never applied twice
-            await self._check_blockhash(conn, str(message.recent_blockhash))
+            if last_valid is None or await self.current_slot() > last_valid:
+                raise BlockhashExpiredError("blockhash not found (expired)")
             now = datetime.now(UTC)
             err: str | None = None
             legs: list[dict[str, str]] = []
@@ -239,74 +250,59 @@ class SimulatedChain:
                 err = f"InsufficientLiquidity: {exc.message}"
             if err is None and amount_out < route.min_amount_out:
                 err = SLIPPAGE_ERROR
-            if err is None:
-                # Every locked pool is a step of the route: each one changed.
-                for after in pools.values():
-                    await conn.execute(
-                        tables.pools.update()
-                        .where(tables.pools.c.pool_id == after.pool_id)
-                        .values(**pool_values(after), updated_at=now)
-                    )
-            else:
+            # Every locked pool is a step of the route: on success each one changed.
+            changed = [] if err else list(pools.values())
+            if err:
                 legs = []
+            values = [pool_values(p) for p in changed]
             confirm_after = self._rng.uniform(2.0, 3.0) * self.latency_scale
+            # The pools and the transaction in one statement (one round trip).
             await conn.execute(
-                tables.transactions.insert().values(
-                    signature=signature,
-                    slot=await self.current_slot(),
-                    blockhash=str(message.recent_blockhash),
-                    pool_id=next(iter(pools.values())).pool_id,
-                    input_mint=str(route.input_mint),
-                    # Later hops of a path carry 0: this is what the route spends.
-                    amount_in=Decimal(sum(s.amount_in for s in route.steps)),
-                    min_amount_out=Decimal(route.min_amount_out),
-                    amount_out=None if err else Decimal(amount_out),
-                    err=err,
-                    memo=memo,
-                    legs=legs,
-                    landed_at=now,
-                    confirmed_at=now + timedelta(seconds=confirm_after),
-                )
+                "WITH written AS (UPDATE chain.pools p SET reserve_a = u.reserve_a, "
+                "reserve_b = u.reserve_b, state = COALESCE(u.state, p.state), "
+                "updated_at = $13 "
+                "FROM unnest($1::text[], $2::numeric[], $3::numeric[], $4::jsonb[]) "
+                "AS u(pool_id, reserve_a, reserve_b, state) WHERE p.pool_id = u.pool_id) "
+                "INSERT INTO chain.transactions (signature, slot, blockhash, pool_id, "
+                "input_mint, amount_in, min_amount_out, amount_out, err, memo, legs, "
+                "landed_at, confirmed_at) "
+                "VALUES ($5, $6, $7, $8, $9, $10, $11, $12, $14, $15, $16, $13, $17)",
+                [p.pool_id for p in changed],
+                [v["reserve_a"] for v in values],
+                [v["reserve_b"] for v in values],
+                [v.get("state") for v in values],
+                signature,
+                await self.current_slot(),
+                str(message.recent_blockhash),
+                locked[0]["pool_id"],
+                str(route.input_mint),
+                # Later hops of a path carry 0: this is what the route spends.
+                sum(s.amount_in for s in route.steps),
+                route.min_amount_out,
+                None if err else amount_out,
+                now,
+                err,
+                memo,
+                legs,
+                now + timedelta(seconds=confirm_after),
             )
+        for pool in changed:  # what this process just wrote is what it will read next
+            self._pools[pool.pool_id] = (now, pool)
         return signature
 
     async def get_signature_status(self, signature: str) -> SignatureStatus | None:
-        async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(tables.transactions).where(
-                        tables.transactions.c.signature == signature
-                    )
-                )
-            ).one_or_none()
+        row = await self._pg.fetchrow(
+            "SELECT slot, err, amount_out, confirmed_at FROM chain.transactions "
+            "WHERE signature = $1", signature)
         if row is None:
             return None
         return SignatureStatus(
             signature=signature,
-            slot=row.slot,
-            err=row.err,
-            amount_out=None if row.amount_out is None else int(row.amount_out),
-            confirmed=datetime.now(UTC) >= row.confirmed_at,
+            slot=row["slot"],
+            err=row["err"],
+            amount_out=None if row["amount_out"] is None else int(row["amount_out"]),
+            confirmed=datetime.now(UTC) >= row["confirmed_at"],
         )
-
-    async def _landed(self, conn: AsyncConnection, signature: str) -> bool:
-        found = await conn.execute(
-            select(tables.transactions.c.signature).where(
-                tables.transactions.c.signature == signature
-            )
-        )
-        return found.first() is not None
-
-    async def _check_blockhash(self, conn: AsyncConnection, blockhash: str) -> None:
-        last_valid = (
-            await conn.execute(
-                select(tables.blockhashes.c.last_valid_slot).where(
-                    tables.blockhashes.c.blockhash == blockhash
-                )
-            )
-        ).scalar_one_or_none()
-        if last_valid is None or await self.current_slot() > last_valid:
-            raise BlockhashExpiredError("blockhash not found (expired)")
 
     async def _sleep(self, low: float, high: float) -> None:
         if self.latency_scale > 0:

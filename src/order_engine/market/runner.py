@@ -11,7 +11,7 @@ from order_engine.config import Settings
 from order_engine.market.chain import SimulatedChain
 from order_engine.market.config import load_market_config
 from order_engine.market.simulator import MarketSimulator
-from order_engine.store.db import create_engine
+from order_engine.store.db import create_engine, create_pg_pool
 
 
 async def run_market(settings: Settings, seed: int | None = None) -> None:
@@ -19,8 +19,9 @@ async def run_market(settings: Settings, seed: int | None = None) -> None:
     if seed is not None:
         config = dataclasses.replace(config, seed=seed)
     engine = create_engine(settings.database_url, pool_size=2)
+    pg = await create_pg_pool(settings.database_url, size=2)
     # The market's own chain client: its trades are never dropped by the simulated RPC.
-    chain = SimulatedChain(engine, latency_scale=settings.sim_latency_scale,
+    chain = SimulatedChain(engine, pg, latency_scale=settings.sim_latency_scale,
                            rng=random.Random(config.seed))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -30,3 +31,4 @@ async def run_market(settings: Settings, seed: int | None = None) -> None:
         await MarketSimulator(chain, config).run(stop)
     finally:
         await engine.dispose()
+        await pg.close()

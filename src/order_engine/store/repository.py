@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+import asyncpg
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from order_engine.domain.orders import (
@@ -18,7 +20,7 @@ from order_engine.domain.orders import (
     OrderType,
     check_transition,
 )
-from order_engine.store.models import IdempotencyKey, Order, OrderEvent
+from order_engine.store.models import BaseUnits, IdempotencyKey, Order, OrderEvent
 
 
 class OrderNotFoundError(LookupError):
@@ -126,9 +128,46 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise InvalidCursorError("cursor is not one this server issued") from None
 
 
+# Base-unit columns: NUMERIC in PostgreSQL, int here.
+_UNITS_COLUMNS = frozenset(
+    c.name for c in Order.__table__.columns if isinstance(c.type, BaseUnits))
+_ORDER_COLUMNS = frozenset(c.name for c in Order.__table__.columns)
+
+
+def _order_from_record(record: asyncpg.Record) -> Order:
+    values = dict(record)
+    for name in _UNITS_COLUMNS:
+        if values[name] is not None:
+            values[name] = int(values[name])
+    return Order(**values)
+
+
+@functools.lru_cache(maxsize=64)
+def _transition_sql(fields: tuple[str, ...], new_attempt: bool) -> str:
+    """One statement: the compare-and-set and the event, committed together (a single
+    statement is its own transaction: one round trip). $1 id, $2 expected, $3 target,
+    $4 now, $5 payload, then the fields in order."""
+    unknown = set(fields) - _ORDER_COLUMNS
+    if unknown:
+        raise ValueError(f"not columns of orders: {sorted(unknown)}")
+    sets = ["status = $3", "last_seq = last_seq + 1", "updated_at = $4"]
+    if new_attempt:
+        sets.append("attempts = attempts + 1")
+    sets += [f"{name} = ${index}" for index, name in enumerate(fields, start=6)]
+    return (
+        f"WITH moved AS (UPDATE orders SET {', '.join(sets)} "
+        "WHERE id = $1 AND status = $2 RETURNING *), "
+        "logged AS (INSERT INTO order_events (order_id, seq, status, attempt, payload, "
+        "created_at) SELECT id, last_seq, status, attempts, $5::jsonb, $4::timestamptz "
+        "FROM moved) "
+        "SELECT * FROM moved"
+    )
+
+
 class OrderRepository:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], pg: asyncpg.Pool) -> None:
         self._sessions = sessions
+        self._pg = pg
 
     async def create(self, new: NewOrder) -> tuple[Order, EventRecord]:
         created = await self.create_idempotent(new, None)
@@ -188,14 +227,14 @@ class OrderRepository:
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def get(self, order_id: uuid.UUID, api_key_id: uuid.UUID | None = None) -> Order:
-        async with self._sessions() as session:
-            stmt = select(Order).where(Order.id == order_id)
-            if api_key_id is not None:
-                stmt = stmt.where(Order.api_key_id == api_key_id)
-            order = (await session.execute(stmt)).scalar_one_or_none()
-        if order is None:
+        if api_key_id is None:
+            record = await self._pg.fetchrow("SELECT * FROM orders WHERE id = $1", order_id)
+        else:
+            record = await self._pg.fetchrow(
+                "SELECT * FROM orders WHERE id = $1 AND api_key_id = $2", order_id, api_key_id)
+        if record is None:
             raise OrderNotFoundError(str(order_id))
-        return order
+        return _order_from_record(record)
 
     async def list_page(
         self,
@@ -235,15 +274,14 @@ class OrderRepository:
             return list((await session.execute(stmt)).scalars())
 
     async def events(self, order_id: uuid.UUID, after_seq: int = 0) -> list[EventRecord]:
-        stmt = (
-            select(OrderEvent, Order.api_key_id)
-            .join(Order, Order.id == OrderEvent.order_id)
-            .where(OrderEvent.order_id == order_id, OrderEvent.seq > after_seq)
-            .order_by(OrderEvent.seq)
+        records = await self._pg.fetch(
+            "SELECT e.seq, e.status, e.attempt, e.payload, e.created_at, o.api_key_id "
+            "FROM order_events e JOIN orders o ON o.id = e.order_id "
+            "WHERE e.order_id = $1 AND e.seq > $2 ORDER BY e.seq",
+            order_id, after_seq,
         )
-        async with self._sessions() as session:
-            rows = (await session.execute(stmt)).all()
-        return [_event_record(event, key_id) for event, key_id in rows]
+        return [EventRecord(order_id, r["api_key_id"], r["seq"], OrderStatus(r["status"]),
+                            r["attempt"], r["payload"], r["created_at"]) for r in records]
 
     async def transition(
         self,
@@ -263,30 +301,14 @@ class OrderRepository:
         """
         check_transition(expected, target)
         now = _now()
-        values: dict[str, Any] = {**fields, "status": target.value,
-                                  "last_seq": Order.last_seq + 1, "updated_at": now}
-        if new_attempt:
-            values["attempts"] = Order.attempts + 1
-        async with self._sessions.begin() as session:
-            order = (
-                await session.execute(
-                    update(Order)
-                    .where(Order.id == order_id, Order.status == expected.value)
-                    .values(**values)
-                    .returning(Order),
-                    execution_options={"synchronize_session": False},
-                )
-            ).scalar_one_or_none()
-            if order is None:
-                current = (
-                    await session.execute(select(Order.status).where(Order.id == order_id))
-                ).scalar_one_or_none()
-                if current is None:
-                    raise OrderNotFoundError(str(order_id))
-                raise StaleStatusError(order_id, current)
-            event = {"order_id": order_id, "seq": order.last_seq, "status": target.value,
-                     "attempt": order.attempts, "payload": payload or {}, "created_at": now}
-            await session.execute(insert(OrderEvent).values(**event))
+        names = tuple(fields)
+        record = await self._pg.fetchrow(
+            _transition_sql(names, new_attempt), order_id, expected.value, target.value, now,
+            payload or {}, *(fields[name] for name in names),
+        )
+        if record is None:
+            await self._raise_stale(order_id)
+        order = _order_from_record(record)
         return order, EventRecord(order_id, order.api_key_id, order.last_seq, target,
                                   order.attempts, dict(payload or {}), now)
 
@@ -303,30 +325,22 @@ class OrderRepository:
         A compare-and-set on the previous signature (`replaces`), so two runs racing to
         build cannot both store, and so both send, a transaction.
         """
-        previous = (
-            Order.tx_signature.is_(None) if replaces is None else Order.tx_signature == replaces
+        status = await self._pg.fetchval(
+            "UPDATE orders SET tx_signature = $3, tx_bytes = $4, tx_last_valid_slot = $5, "
+            "updated_at = $6 WHERE id = $1 AND status = $7 "
+            "AND tx_signature IS NOT DISTINCT FROM $2 RETURNING status",
+            order_id, replaces, signature, tx_bytes, last_valid_slot, _now(),
+            OrderStatus.BUILDING.value,
         )
-        async with self._sessions.begin() as session:
-            result = await session.execute(
-                update(Order)
-                .where(
-                    Order.id == order_id,
-                    Order.status == OrderStatus.BUILDING.value,
-                    previous,
-                )
-                .values(
-                    tx_signature=signature,
-                    tx_bytes=tx_bytes,
-                    tx_last_valid_slot=last_valid_slot,
-                    updated_at=_now(),
-                )
-                .returning(Order.status)
-            )
-            if result.first() is None:
-                status = (
-                    await session.execute(select(Order.status).where(Order.id == order_id))
-                ).scalar_one()
-                raise StaleStatusError(order_id, status)
+        if status is None:
+            await self._raise_stale(order_id)
+
+    async def _raise_stale(self, order_id: uuid.UUID) -> NoReturn:
+        """The compare-and-set found the order elsewhere: say where (or that it is gone)."""
+        current = await self._pg.fetchval("SELECT status FROM orders WHERE id = $1", order_id)
+        if current is None:
+            raise OrderNotFoundError(str(order_id))
+        raise StaleStatusError(order_id, current)
 
 
 def _event_record(event: OrderEvent, api_key_id: uuid.UUID) -> EventRecord:

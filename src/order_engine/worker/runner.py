@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 
 import structlog
+import uvloop
 from redis.exceptions import RedisError
 
 from order_engine.config import Settings
@@ -45,7 +46,8 @@ async def _run_once(settings: Settings) -> bool:
 
 
 def run_worker(settings: Settings) -> None:
-    loop = asyncio.new_event_loop()
+    # uvloop: its event loop and socket I/O in C cost the worker less CPU per order.
+    loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     backoff = 0.5
     try:

@@ -11,8 +11,6 @@ from arq import Retry, cron
 from arq.worker import Function, Worker, func
 from prometheus_client import start_http_server
 from redis.exceptions import RedisError
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from order_engine import metrics
 from order_engine.config import Settings
@@ -20,6 +18,7 @@ from order_engine.domain.orders import OrderStatus
 from order_engine.market.transactions import engine_wallet
 from order_engine.services import EXECUTE_ORDER_JOB, Services, open_services, queue_name
 from order_engine.services import redis_settings as arq_redis_settings
+from order_engine.store.db import DATABASE_ERRORS
 from order_engine.worker.lease import LeaseKeeper
 from order_engine.worker.pipeline import OrderExecutor, RetryLater, RetryPolicy
 
@@ -33,7 +32,9 @@ JOB_TIMEOUT_S = 120
 
 # PostgreSQL or Redis unreachable, a statement timeout: the order is fine where it is
 # (every step is checkpointed), so the job simply runs again a little later.
-INFRASTRUCTURE_ERRORS = (DBAPIError, PoolTimeoutError, RedisError, OSError, TimeoutError)
+INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
+    *DATABASE_ERRORS, RedisError, OSError, TimeoutError,
+)
 INFRASTRUCTURE_RETRY = timedelta(seconds=1)
 BUG_RETRY = timedelta(seconds=5)
 
