@@ -49,7 +49,8 @@ ENV PATH="/opt/venv/bin:${PATH}" \
     HOST=0.0.0.0 \
     PORT=3000 \
     DATA_DIR=/app/.data \
-    MIGRATIONS_DIR=/app/migrations
+    MIGRATIONS_DIR=/app/migrations \
+    MPLCONFIGDIR=/tmp/matplotlib
 
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home \

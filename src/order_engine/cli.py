@@ -203,6 +203,30 @@ def _bench_output(title: str, figures: dict[str, Any], json_out: Path | None) ->
         json_out.write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
 
 
+PlotOption = Annotated[Path | None, typer.Option(
+    "--plot", metavar="PATH.png", dir_okay=False,
+    help="Also write a PNG of the measured latency distributions here: histogram and "
+         "CDF with p50/p90/p99.")]
+
+
+def _check_plot_path(plot: Path | None) -> None:
+    """Before the run, not after it: a bad --plot path must not waste a benchmark."""
+    if plot is not None and not plot.resolve().parent.is_dir():
+        raise _fail(f"--plot: directory {plot.parent} does not exist")
+
+
+def _write_plot(plot: Path | None, series: dict[str, list[float]], title: str) -> None:
+    if plot is None:
+        return
+    from order_engine.bench.plot import plot_latency_distributions
+
+    try:
+        plot_latency_distributions(series, title, plot)
+    except ValueError as exc:  # nothing was measured: say so rather than draw nothing
+        raise _fail(f"--plot: {exc}") from None
+    err_console.print(f"plot written to {plot}")
+
+
 def _progress(what: str) -> Any:
     from rich.progress import (
         BarColumn,
@@ -223,14 +247,17 @@ def bench_ingest(
     url: UrlOption = "http://127.0.0.1:3000",
     api_key: KeyOption = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
+    plot: PlotOption = None,
 ) -> None:
     """Sustained POST /api/orders: orders/s and latency p50/p90/p99/max, errors.
+    --plot draws the request latency distribution.
 
-    Example: [cyan]order-engine bench ingest --connections 64 --duration 20[/]
+    Example: [cyan]order-engine bench ingest --connections 64 --duration 20 --plot ingest.png[/]
     """
     from order_engine.bench.load import post_orders
 
     key = _require_key(api_key)
+    _check_plot_path(plot)
     with _progress(f"POST /api/orders x{connections}") as progress:
         task = progress.add_task("ingest", total=None)
         result = asyncio.run(post_orders(url, key, connections, duration_s=duration,
@@ -239,6 +266,12 @@ def bench_ingest(
     if result.error_samples:
         figures["error_samples"] = result.error_samples
     _bench_output("Ingest: POST /api/orders", figures, json_out)
+    _write_plot(
+        plot, {"POST /api/orders, request latency": result.latencies_ms},
+        f"bench ingest: POST /api/orders over {connections} keep-alive connections, "
+        f"{result.seconds:.0f} s\n{result.rate:,.0f} orders/s, {result.requests:,} requests, "
+        f"{result.errors:,} errors",
+    )
 
 
 @bench_app.command("e2e")
@@ -250,10 +283,12 @@ def bench_e2e(
     database_url: Annotated[str | None, typer.Option(envvar="DATABASE_URL", help=(
         "The service's database, to read outcomes and the chain's ledger."))] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
+    plot: PlotOption = None,
 ) -> None:
     """Submit N orders as fast as possible and wait until all are terminal: orders/s
     confirmed, engine overhead per order p50/p99, and that each confirmed exactly once.
-    Run the service with SIM_LATENCY_SCALE=0.
+    Run the service with SIM_LATENCY_SCALE=0. --plot draws each confirmed order's time
+    from creation to confirmation, and the submissions' request latency.
 
     Example: [cyan]order-engine bench e2e --orders 2000 --connections 64[/]
     """
@@ -262,12 +297,23 @@ def bench_e2e(
     key = _require_key(api_key)
     if not database_url:
         raise _fail("--database-url (or DATABASE_URL) is needed to verify the outcomes")
+    _check_plot_path(plot)
     with _progress("submitting") as progress:
         task = progress.add_task("e2e", total=orders_count)
         result = asyncio.run(run_e2e(url, key, database_url, orders_count, connections,
                                      on_progress=lambda n: progress.advance(task, n)))
     figures = result.summary()
     _bench_output("End to end", figures, json_out)
+    ingest = result.submitted
+    _write_plot(
+        plot,
+        {"end to end per confirmed order, created → confirmed": result.overhead_ms,
+         "POST /api/orders, request latency": ingest.latencies_ms},
+        f"bench e2e: {len(ingest.order_ids):,} orders over {connections} connections, "
+        f"all terminal in {result.seconds_to_all_terminal:.1f} s\n"
+        f"{result.confirmed:,} confirmed at {figures['confirmed_per_s']:,} orders/s, "
+        f"{result.failed:,} failed, {result.stuck:,} stuck; ingest {ingest.rate:,.0f} orders/s",
+    )
     if not figures["exactly_once"] or figures["stuck"]:
         raise typer.Exit(1)
 
@@ -279,17 +325,27 @@ def bench_ws(
     url: UrlOption = "http://127.0.0.1:3000",
     api_key: KeyOption = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
+    plot: PlotOption = None,
 ) -> None:
     """Hold N idle WebSocket watchers while orders flow, each order watched from its
     acknowledgement: delivery delay from commit to client p50/p99, the API's memory per
-    idle socket, and dropped or duplicated events (0).
+    idle socket, and dropped or duplicated events (0). --plot draws the delivery delays.
 
     Example: [cyan]order-engine bench ws --sockets 2000 --orders 200[/]
     """
     from order_engine.bench.ws import run_ws
 
-    figures = asyncio.run(run_ws(url, _require_key(api_key), sockets, orders_count))
+    key = _require_key(api_key)
+    _check_plot_path(plot)
+    result = asyncio.run(run_ws(url, key, sockets, orders_count))
+    figures = result.summary()
     _bench_output("WebSocket fan-out", figures, json_out)
+    _write_plot(
+        plot, {"delivery delay, event commit → client": result.delivery_ms},
+        f"bench ws: {figures['watchers']:,} watchers on {figures['orders']:,} orders "
+        f"({sockets:,} idle sockets for memory)\n{figures['deliveries']:,} deliveries, "
+        f"{figures['missing']:,} missing, {figures['duplicated']:,} duplicated",
+    )
     if figures["missing"] or figures["duplicated"]:
         raise typer.Exit(1)
 

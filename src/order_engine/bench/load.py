@@ -136,6 +136,9 @@ class E2eResult:
     failed: int
     stuck: int
     seconds_to_all_terminal: float
+    # One sample per confirmed order: created_at -> updated_at (its confirmation), ms;
+    # with SIM_LATENCY_SCALE=0 this is engine overhead. `submitted.latencies_ms` holds
+    # the POST latencies. Both are what `bench e2e --plot` draws.
     overhead_ms: list[float]
     landed_ok_per_order: dict[int, int]  # how many orders had 0, 1, 2... successful swaps
 

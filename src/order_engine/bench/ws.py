@@ -23,6 +23,19 @@ from order_engine.bench.load import post_orders
 
 
 @dataclass
+class WsResult:
+    """What `run_ws` measured: the figures it reports (`summary()`, the JSON of
+    `bench ws`) and the raw delivery delays behind them (ms, commit to client, live
+    deliveries only, sorted), for `--plot`."""
+
+    figures: dict[str, Any]
+    delivery_ms: list[float]
+
+    def summary(self) -> dict[str, Any]:
+        return self.figures
+
+
+@dataclass
 class _Watcher:
     seen: dict[tuple[str, int], int] = field(default_factory=dict)  # (order, seq) -> times
     delays_ms: list[float] = field(default_factory=list)
@@ -39,7 +52,7 @@ async def _resident_bytes(base_url: str) -> float | None:
 
 
 async def run_ws(base_url: str, key: str, sockets: int, orders: int,
-                 settle_s: float = 10.0) -> dict[str, Any]:
+                 settle_s: float = 10.0) -> WsResult:
     """Memory: `sockets` idle firehose watchers are opened (before any order, so they stay
     quiet) and the API's RSS is read before and after; they are then closed. Delivery:
     each of `orders` orders gets sockets // orders watchers (at least one), opened right
@@ -98,7 +111,7 @@ async def run_ws(base_url: str, key: str, sockets: int, orders: int,
     per_socket = None
     if rss_before is not None and rss_after is not None and sockets:
         per_socket = round((rss_after - rss_before) / sockets / 1024, 1)
-    return {
+    return WsResult(figures={
         "idle_sockets_for_memory": sockets,
         "orders": len(submitted.order_ids),
         "watchers": len(watchers),
@@ -110,7 +123,7 @@ async def run_ws(base_url: str, key: str, sockets: int, orders: int,
         "missing": missing,
         "duplicated": duplicated,
         "api_rss_kib_per_idle_socket": per_socket,
-    }
+    }, delivery_ms=delays)
 
 
 async def _open_firehose(ws_base: str, key: str) -> Any:
