@@ -34,17 +34,42 @@ def event_envelope(event: EventRecord) -> bytes:
 
 
 class EventPublisher:
+    """Publishes committed events. The events published while a round trip to Redis is in
+    flight go together in the next one (one pipelined round trip for many): a worker
+    running many orders publishes a few events per order, and a round trip each was a
+    large share of its CPU. First in, first out, so an order's events keep their order.
+    """
+
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
         self._channel = events_channel(prefix)
+        self._pending: list[tuple[EventRecord, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def publish(self, event: EventRecord) -> None:
-        """Best effort: the event is already committed; readers recover a lost publish."""
-        try:
-            await asyncio.wait_for(self._redis.publish(self._channel, event_envelope(event)), 2)
-        except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("event publish failed", order_id=str(event.order_id), seq=event.seq,
-                        error=str(exc))
+        """Best effort: the event is already committed; readers recover a lost publish.
+        Returns once the event was handed to Redis (or that failed)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((event, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="event-publisher")
+        await asyncio.shield(done)
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for event, _ in batch:
+                        pipe.publish(self._channel, event_envelope(event))
+                    await asyncio.wait_for(pipe.execute(), 2)
+            except (RedisError, OSError, TimeoutError) as exc:
+                first = batch[0][0]
+                log.warning("event publish failed", events=len(batch),
+                            order_id=str(first.order_id), seq=first.seq, error=str(exc))
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
 
 @dataclass(frozen=True, slots=True)
