@@ -80,9 +80,12 @@ async def post_orders(
     base_url: str, key: str, connections: int, *, duration_s: float | None = None,
     total: int | None = None, on_progress: Callable[[int], None] | None = None,
     on_accepted: Callable[[str], None] | None = None,
+    slots: asyncio.Semaphore | None = None,
 ) -> LoadResult:
     """POST orders over `connections` keep-alive connections, for `duration_s` seconds or
-    until `total` orders were acknowledged, whichever is given."""
+    until `total` orders were acknowledged, whichever is given. With `slots`, each POST
+    first takes a slot; a refused order gives it back at once, an accepted one holds it
+    until the caller releases it (closed loop: a bounded number of orders in flight)."""
     parts = urlsplit(base_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     result = LoadResult()
@@ -100,7 +103,13 @@ async def post_orders(
     async def connection() -> None:
         reader, writer = await asyncio.open_connection(host, port)
         try:
-            while (index := take()) is not None:
+            while True:
+                if slots is not None:
+                    await slots.acquire()
+                if (index := take()) is None:
+                    if slots is not None:
+                        slots.release()
+                    break
                 sent = time.perf_counter()
                 writer.write(order_request(f"{host}:{port}", key, index))
                 status, body = await _read_response(reader)
@@ -113,6 +122,8 @@ async def post_orders(
                         on_accepted(order_id)
                 else:
                     result.errors += 1
+                    if slots is not None:
+                        slots.release()
                     if len(result.error_samples) < 5:
                         result.error_samples.append(f"{status}: {body[:200]!r}")
                 if on_progress is not None:
@@ -140,14 +151,17 @@ class E2eResult:
     # with SIM_LATENCY_SCALE=0 this is engine overhead. `submitted.latencies_ms` holds
     # the POST latencies. Both are what `bench e2e --plot` draws.
     overhead_ms: list[float]
+    # Per confirmed order: from its first pick-up by a worker (the `routing` event) to
+    # its confirmation, i.e. without the time it waited in the queue.
+    processing_ms: list[float]
+    in_flight: int | None  # closed loop: at most this many orders open at once
     landed_ok_per_order: dict[int, int]  # how many orders had 0, 1, 2... successful swaps
 
     def summary(self) -> dict[str, object]:
-        overhead = sorted(self.overhead_ms)
-
-        def pct(q: float) -> float:
-            return round(overhead[min(len(overhead) - 1, int(q / 100 * len(overhead)))], 2) \
-                if overhead else 0.0
+        def pct(samples: list[float], q: float) -> float:
+            ordered = sorted(samples)
+            return round(ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))], 2) \
+                if ordered else 0.0
 
         exactly_once = (self.landed_ok_per_order.get(1, 0) == self.confirmed
                         and set(self.landed_ok_per_order) <= {0, 1})
@@ -159,8 +173,11 @@ class E2eResult:
             "seconds_to_all_terminal": round(self.seconds_to_all_terminal, 2),
             "confirmed_per_s": round(self.confirmed / self.seconds_to_all_terminal, 1)
             if self.seconds_to_all_terminal else 0.0,
-            "overhead_ms_p50": pct(50),
-            "overhead_ms_p99": pct(99),
+            "in_flight_limit": self.in_flight or "none (flood)",
+            "overhead_ms_p50": pct(self.overhead_ms, 50),
+            "overhead_ms_p99": pct(self.overhead_ms, 99),
+            "processing_ms_p50": pct(self.processing_ms, 50),
+            "processing_ms_p99": pct(self.processing_ms, 99),
             "ingest": self.submitted.summary(),
             "swaps_per_order": {str(k): v for k, v in sorted(self.landed_ok_per_order.items())},
             "exactly_once": exactly_once,
@@ -168,19 +185,44 @@ class E2eResult:
 
 
 async def run_e2e(base_url: str, key: str, database_url: str, orders: int, connections: int,
-                  timeout_s: float = 600,
+                  timeout_s: float = 600, in_flight: int | None = None,
                   on_progress: Callable[[int], None] | None = None) -> E2eResult:
-    """Submit `orders` as fast as possible, then wait until every one is terminal; read the
-    outcome from PostgreSQL (orders and the chain's ledger). Run the service with
-    SIM_LATENCY_SCALE=0: then an order's whole end-to-end time is engine overhead."""
+    """Submit `orders` as fast as possible (or, with `in_flight`, keeping at most that many
+    open at once: a new one as soon as one is terminal), then wait until every one is
+    terminal; read the outcome from PostgreSQL (orders, their events and the chain's
+    ledger). Run the service with SIM_LATENCY_SCALE=0: then an order's whole end-to-end
+    time is engine overhead."""
     import asyncpg
 
-    started = time.perf_counter()
-    submitted = await post_orders(base_url, key, connections, total=orders,
-                                  on_progress=on_progress)
-    ids = submitted.order_ids
     conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    slots = asyncio.Semaphore(in_flight) if in_flight else None
+    open_ids: set[str] = set()
+    submitting = True
+
+    async def release_terminal() -> None:
+        # One query for every open order (not a poll per order): frees their slots.
+        while submitting:
+            if open_ids:
+                done = await conn.fetch(
+                    "SELECT id::text FROM orders WHERE id = ANY($1::uuid[]) "
+                    "AND status IN ('confirmed', 'failed')", list(open_ids))
+                for row in done:
+                    open_ids.discard(row["id"])
+                    assert slots is not None
+                    slots.release()
+            await asyncio.sleep(0.01)
+
     try:
+        started = time.perf_counter()
+        releaser = asyncio.create_task(release_terminal()) if slots is not None else None
+        submitted = await post_orders(
+            base_url, key, min(connections, in_flight or connections), total=orders,
+            on_progress=on_progress, slots=slots,
+            on_accepted=open_ids.add if slots is not None else None)
+        submitting = False
+        if releaser is not None:
+            await releaser
+        ids = submitted.order_ids
         deadline = time.perf_counter() + timeout_s
         while True:
             open_orders = await conn.fetchval(
@@ -191,8 +233,11 @@ async def run_e2e(base_url: str, key: str, database_url: str, orders: int, conne
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - started
         rows = await conn.fetch(
-            "SELECT id::text, status, extract(epoch FROM updated_at - created_at) * 1000 AS ms "
-            "FROM orders WHERE id = ANY($1::uuid[])", ids)
+            "SELECT o.id::text, o.status, "
+            "extract(epoch FROM o.updated_at - o.created_at) * 1000 AS ms, "
+            "extract(epoch FROM o.updated_at - (SELECT min(e.created_at) FROM order_events e "
+            "WHERE e.order_id = o.id AND e.status = 'routing')) * 1000 AS processing_ms "
+            "FROM orders o WHERE o.id = ANY($1::uuid[])", ids)
         swaps = await conn.fetch(
             "SELECT split_part(memo, ':', 2) AS order_id, count(*) AS n "
             "FROM chain.transactions WHERE err IS NULL AND memo LIKE 'order-engine:%' "
@@ -212,5 +257,8 @@ async def run_e2e(base_url: str, key: str, database_url: str, orders: int, conne
         stuck=len(ids) - statuses.count("confirmed") - statuses.count("failed"),
         seconds_to_all_terminal=elapsed,
         overhead_ms=[float(r["ms"]) for r in rows if r["status"] == "confirmed"],
+        processing_ms=[float(r["processing_ms"]) for r in rows
+                       if r["status"] == "confirmed" and r["processing_ms"] is not None],
+        in_flight=in_flight,
         landed_ok_per_order=histogram,
     )
