@@ -498,9 +498,13 @@ class BinStep:
 def bin_ladder(pool: DlmmPool, input_mint: str, now_ts: int) -> tuple[BinStep, ...]:
     """What each successive bin gives when a swap at `now_ts` empties it, in swap order:
     the exact prices and fees a large swap meets (the router's piecewise curve)."""
+    return tuple(ladder_steps(pool, input_mint, now_ts))
+
+
+def ladder_steps(pool: DlmmPool, input_mint: str, now_ts: int) -> Iterator[BinStep]:
+    """`bin_ladder` one bin at a time: the first step alone is the rate at the margin."""
     swap_for_y = pool.swaps_for_y(input_mint)
     params = pool.params
-    steps: list[BinStep] = []
     for visit in _visits(pool, swap_for_y, now_ts):
         bin_ = pool.bins[visit.position]
         if (bin_.amount_y if swap_for_y else bin_.amount_x) == 0:
@@ -511,8 +515,7 @@ def bin_ladder(pool: DlmmPool, input_mint: str, now_ts: int) -> tuple[BinStep, .
         # More than the bin can take, so the fill is the whole bin.
         fill = _swap_in_bin(bin_, max_in + _fee_on_top(max_in, rate) + 1, price_q64, rate,
                             params.protocol_share, swap_for_y)
-        steps.append(BinStep(bin_.bin_id, fill.amount_in, fill.amount_out, fill.fee))
-    return tuple(steps)
+        yield BinStep(bin_.bin_id, fill.amount_in, fill.amount_out, fill.fee)
 
 
 def spot_price(pool: DlmmPool, input_mint: str) -> Fraction:

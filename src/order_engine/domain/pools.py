@@ -39,6 +39,9 @@ class ConstantProductPool:
         keep = 1 - self.state.fee_numerator / self.state.fee_denominator
         return MobiusCurve(float(reserve_out), reserve_in / keep)
 
+    def initial_rate(self, input_mint: str) -> float:
+        return self.curve(input_mint).marginal(0.0)
+
 
 @dataclass(frozen=True)
 class DlmmRoutablePool:
@@ -74,3 +77,12 @@ class DlmmRoutablePool:
                 for step in ladder if step.amount_in > 0
             ))
         return self._curves[input_mint]
+
+    def initial_rate(self, input_mint: str) -> float:
+        # The first bin's rate: no need to walk the whole ladder for it.
+        if input_mint in self._curves:
+            return self._curves[input_mint].marginal(0.0)
+        for step in dlmm.ladder_steps(self.state, input_mint, self.now_ts):
+            if step.amount_in > 0:
+                return step.amount_out / step.amount_in
+        return 0.0

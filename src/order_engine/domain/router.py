@@ -152,6 +152,10 @@ class RoutablePool(Protocol):
 
     def curve(self, input_mint: str) -> Curve: ...
 
+    def initial_rate(self, input_mint: str) -> float:
+        """`curve(input_mint).marginal(0)`, without building the whole curve."""
+        ...
+
     def fee(self, input_mint: str, amount_in: int) -> int:
         """The fee this pool takes from `amount_in`, in the input token."""
         ...
@@ -182,6 +186,13 @@ class Path:
         for hop in self.hops[1:]:
             curve = chain_curves(curve, hop.pool.curve(hop.input_mint), cap)
         return curve
+
+    def initial_rate(self) -> float:
+        """Output per unit of input at the margin, before any price impact."""
+        rate = 1.0
+        for hop in self.hops:
+            rate *= hop.pool.initial_rate(hop.input_mint)
+        return rate
 
     def amounts(self, amount_in: int) -> list[tuple[int, int]]:
         """(in, out) of each hop for `amount_in`; raises InsufficientLiquidityError."""
@@ -374,7 +385,7 @@ def plan_route(
     best_paths = [single]
     # Keyed by identity: hashing a path would hash every bin of its DLMM pools.
     curves: dict[int, Curve] = {}
-    if len(paths) > 1:
+    if len(paths) > 1 and not _split_cannot_help(single, paths, amount_in):
         # Paths the split leaves (nearly) empty go first; then, one at a time, the path
         # carrying least, while dropping it (and its hops' cost) does not lose output.
         current = list(paths)
@@ -421,10 +432,26 @@ def _best_single_venue(paths: list[Path], amount_in: int) -> tuple[Venue, int] |
     return best
 
 
+def _split_cannot_help(single: Path, paths: list[Path], amount_in: int) -> bool:
+    """True when all of `amount_in` on `single` is provably best, so the split (the costly
+    part of routing) can be skipped: outputs are concave, so if `single`'s rate at the
+    margin after the whole amount is still above every other path's rate before any,
+    no amount moved elsewhere can earn more than it loses (and a split pays more hops).
+    The rate after the amount is bounded below by the exact output of a little more."""
+    step = max(1_000, amount_in // 1_000)  # wide enough that rounding cannot inflate it
+    more = single.quote(amount_in + step)
+    if more < 0:
+        return False
+    rate_after = (more - single.quote(amount_in)) / step
+    best_other = max((p.initial_rate() for p in paths if p is not single), default=0.0)
+    return rate_after > best_other * (1 + 1e-9)
+
+
 def _price_impact(paths: list[Path], amount_in: int, amount_out: int,
                   curves: dict[int, Curve]) -> float:
     best_rate = max(
-        (curves.get(id(p)) or p.curve(float(amount_in))).marginal(0.0) for p in paths
+        c.marginal(0.0) if (c := curves.get(id(p))) is not None else p.initial_rate()
+        for p in paths
     )
     ideal = best_rate * amount_in
     return max(0.0, (ideal - amount_out) / ideal * 100) if ideal > 0 else 0.0
