@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from order_engine.domain import router
 from order_engine.domain.amm import FeeRounding, PoolState, Venue
 from order_engine.domain.errors import NoRouteError
 from order_engine.domain.pools import ConstantProductPool
@@ -148,3 +149,33 @@ def test_split_between_a_dlmm_and_a_constant_product_pool_matches_a_grid_search(
     for amount in (50 * 10**9, 500 * 10**9, 2_000 * 10**9):
         plan = plan_route(venues, SOL.mint, USDC.mint, amount)
         assert plan.amount_out >= brute_force(venues, amount, 4000) * (1 - 0.0001), amount
+
+
+@settings(max_examples=60, deadline=None)
+@given(pools=two_pools, fraction=st.floats(0.00001, 0.3))
+def test_skipping_the_split_never_loses_output(
+    pools: tuple[int, int, int, int, int], fraction: float
+) -> None:
+    """The shortcut that skips the split when it provably cannot help gives the same
+    output as always running the split (hop costs off, so any split that helps counts)."""
+    depth_r, price_r, depth_m, price_m, fee = pools
+    venues = [
+        cp(R, SOL.mint, USDC.mint, depth_r, depth_r * price_r // 1000),
+        cp(M, SOL.mint, USDC.mint, depth_m, depth_m * price_m // 1000, fee),
+    ]
+    amount = max(1, int(min(depth_r, depth_m) * fraction))
+    plan = plan_route(venues, SOL.mint, USDC.mint, amount)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(router, "_split_cannot_help", lambda *_: False)
+        full = plan_route(venues, SOL.mint, USDC.mint, amount)
+    assert plan.amount_out >= full.amount_out
+
+
+def test_a_small_order_skips_the_split_and_a_pool_moving_one_does_not() -> None:
+    venues = [cp(R, SOL.mint, USDC.mint, 10**13, 1_500 * 10**10),
+              cp(M, SOL.mint, USDC.mint, 10**13, 1_500 * 10**10, 30)]
+    paths = candidate_paths(venues, SOL.mint, USDC.mint)
+    best = max(paths, key=lambda p: p.quote(10**9))
+    assert router._split_cannot_help(best, paths, 10**9)  # 1 SOL in a 10,000 SOL pool
+    assert not router._split_cannot_help(best, paths, 2 * 10**12)  # 20% of it: split
+    assert len(plan_route(venues, SOL.mint, USDC.mint, 2 * 10**12).legs) == 2
