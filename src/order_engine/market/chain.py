@@ -69,6 +69,10 @@ class SignatureStatus:
     err: str | None
     amount_out: int | None
     confirmed: bool
+    # When it is (or will be) confirmed. A real client learns this from a
+    # signatureSubscribe notification; the simulated chain knows it at landing, so a
+    # waiter sleeps until then instead of polling the status every 200 ms.
+    confirmed_at: datetime
 
 
 class SimulatedChain:
@@ -302,6 +306,7 @@ class SimulatedChain:
             err=row["err"],
             amount_out=None if row["amount_out"] is None else int(row["amount_out"]),
             confirmed=datetime.now(UTC) >= row["confirmed_at"],
+            confirmed_at=row["confirmed_at"],
         )
 
     async def _sleep(self, low: float, high: float) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -177,7 +177,6 @@ class OrderExecutor:
         signature, raw, last_valid = order.tx_signature, order.tx_bytes, order.tx_last_valid_slot
         if signature is None or raw is None or last_valid is None:
             raise PermanentError("order is submitted but has no stored transaction")
-        poll_s = max(0.005, 0.2 * self._chain.latency_scale)
         while True:
             status = await self._chain.get_signature_status(signature)
             if status is None:
@@ -191,7 +190,9 @@ class OrderExecutor:
                 raise InsufficientLiquidityError(status.err)
             if status.confirmed:
                 break
-            await asyncio.sleep(poll_s)
+            # Landed: wait for its confirmation (as a subscription would), not poll.
+            wait_s = (status.confirmed_at - datetime.now(UTC)).total_seconds()
+            await asyncio.sleep(max(0.001, wait_s))
         assert status.amount_out is not None
         token_in = token_by_mint(order.input_mint)
         token_out = token_by_mint(order.output_mint)
