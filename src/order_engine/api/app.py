@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,6 +12,7 @@ import structlog
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from order_engine import __version__
 from order_engine.api import market_routes, routes, ws
@@ -25,6 +27,24 @@ log = structlog.get_logger(__name__)
 STATIC_DIR = Path(__file__).with_name("static")
 
 
+class OrderEngineApp(FastAPI):
+    """FastAPI, except that a plain order submission is answered before FastAPI's
+    middleware and routing (routes.submit_fast); whatever it does not answer, FastAPI
+    does, exactly as before."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"] in routes.SUBMIT_PATHS
+        ):
+            rest = await routes.submit_fast(self.state, scope, receive, send)
+            if rest is None:
+                return
+            receive = rest
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -35,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await services.api_keys.create("bootstrap", settings.bootstrap_api_key)
         hub = EventHub(services.redis, settings.redis_prefix)
         await hub.start()
-        batcher = SubmissionBatcher(services.engine, services.redis, settings.redis_prefix,
+        batcher = SubmissionBatcher(services.pg, services.redis, settings.redis_prefix,
                                     queue_name(settings), EXECUTE_ORDER_JOB)
         batcher.start()
         app.state.batcher = batcher
@@ -44,6 +64,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.hub = hub
         # Set at shutdown: WebSocket handlers close with 1001 (see api/server.py).
         app.state.closing = asyncio.Event()
+        # What exists now (modules, the app, its routes and models) lives as long as the
+        # process: keep it out of the collector's full passes, which traversed it all
+        # again and again under load (~3% of the API's CPU).
+        gc.freeze()
         log.info("api ready", port=settings.port)
         try:
             yield
@@ -52,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await hub.stop()
             await services.close()
 
-    app = FastAPI(
+    app = OrderEngineApp(
         title="Order execution engine",
         version=__version__,
         description="Market orders for Solana swaps: routed across Raydium and Meteora, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -28,11 +29,16 @@ def key_from(headers: Headers, query: QueryParams | None = None) -> str | None:
 
 
 class Authenticator:
-    """Resolves keys to their id, with a short in-process cache (keys rarely change)."""
+    """Resolves keys to their id, with a short in-process cache (keys rarely change; a
+    revoked key stops working within CACHE_TTL_S)."""
 
     def __init__(self, store: ApiKeyStore) -> None:
         self._store = store
         self._cache: dict[str, tuple[uuid.UUID, float]] = {}
+        # One database lookup per key at a time: when a busy key's entry expires, every
+        # request in flight misses at once, and a lookup each exhausted the connections
+        # (503s under load).
+        self._lookups: dict[str, asyncio.Future[uuid.UUID | None]] = {}
 
     async def resolve(self, key: str | None) -> uuid.UUID | None:
         if not key or len(key) > MAX_KEY_LENGTH:
@@ -42,11 +48,25 @@ class Authenticator:
         now = time.monotonic()
         if cached is not None and cached[1] > now:
             return cached[0]
+        lookup = self._lookups.get(digest)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._lookup(key, digest))
+            self._lookups[digest] = lookup
+            lookup.add_done_callback(lambda done: self._lookup_done(digest, done))
+        # Shielded: one waiter cancelled (its client gone) must not cancel the others'.
+        return await asyncio.shield(lookup)
+
+    def _lookup_done(self, digest: str, done: asyncio.Future[uuid.UUID | None]) -> None:
+        self._lookups.pop(digest, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: its waiters, if any are left, get it too
+
+    async def _lookup(self, key: str, digest: str) -> uuid.UUID | None:
         key_id = await self._store.lookup(key)
         if key_id is not None:
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[digest] = (key_id, now + CACHE_TTL_S)
+            self._cache[digest] = (key_id, time.monotonic() + CACHE_TTL_S)
         return key_id
 
 

@@ -86,12 +86,46 @@ def _message(error: dict[str, Any]) -> str:
     return str(error.get("msg", "invalid value"))
 
 
+# Errors that mean a backing service is unavailable: 503, retry.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    *DATABASE_ERRORS, RedisError, ConnectionError, TimeoutError,
+)
+
+
+def problem_error_response(exc: ProblemError, path: str) -> Response:
+    return problem_response(exc.status, exc.title, exc.detail, type_=exc.type,
+                            errors=exc.errors, headers=exc.headers, instance=path)
+
+
+def unavailable_response(exc: Exception, path: str) -> Response:
+    log.warning("dependency unavailable", path=path, error=f"{type(exc).__name__}: {exc}")
+    return problem_response(503, "Service unavailable", "a backing service (PostgreSQL "
+                            "or Redis) did not answer; retry shortly (with the same "
+                            "Idempotency-Key, if you sent one)", type_="unavailable",
+                            headers={"Retry-After": "1"}, instance=path)
+
+
+def unexpected_response(path: str) -> Response:
+    log.exception("unhandled error", path=path)
+    return problem_response(500, "Internal error", "the server failed to handle this "
+                            "request; it has been logged", type_="internal-error",
+                            instance=path)
+
+
+def error_response(exc: Exception, path: str) -> Response:
+    """What the handlers below answer for `exc`, for code that runs outside FastAPI's
+    exception handling (the fast submit path in routes.py)."""
+    if isinstance(exc, ProblemError):
+        return problem_error_response(exc, path)
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        return unavailable_response(exc, path)
+    return unexpected_response(path)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> Response:
-        return problem_response(exc.status, exc.title, exc.detail, type_=exc.type,
-                                errors=exc.errors, headers=exc.headers,
-                                instance=request.url.path)
+        return problem_error_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
@@ -113,19 +147,11 @@ def install_problem_handlers(app: FastAPI) -> None:
                                 instance=request.url.path)
 
     async def _unavailable(request: Request, exc: Exception) -> Response:
-        log.warning("dependency unavailable", path=request.url.path,
-                    error=f"{type(exc).__name__}: {exc}")
-        return problem_response(503, "Service unavailable", "a backing service (PostgreSQL "
-                                "or Redis) did not answer; retry shortly (with the same "
-                                "Idempotency-Key, if you sent one)", type_="unavailable",
-                                headers={"Retry-After": "1"}, instance=request.url.path)
+        return unavailable_response(exc, request.url.path)
 
-    for error in (*DATABASE_ERRORS, RedisError, ConnectionError, TimeoutError):
+    for error in UNAVAILABLE_ERRORS:
         app.add_exception_handler(error, _unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error", path=request.url.path)
-        return problem_response(500, "Internal error", "the server failed to handle this "
-                                "request; it has been logged", type_="internal-error",
-                                instance=request.url.path)
+        return unexpected_response(request.url.path)

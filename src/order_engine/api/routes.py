@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import re
 import uuid
 from typing import Annotated, Any
@@ -12,16 +13,20 @@ import orjson
 import structlog
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy import text
+from starlette.datastructures import Headers, State
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
 
 from order_engine import metrics
-from order_engine.api.auth import require_api_key
-from order_engine.api.problems import ProblemError, validation_problem
+from order_engine.api.auth import Authenticator, key_from, require_api_key
+from order_engine.api.problems import ProblemError, error_response, validation_problem
 from order_engine.api.responses import JSONResponse
 from order_engine.api.schemas import (
     DEFAULT_SLIPPAGE_BPS,
     MAX_SLIPPAGE_BPS,
     OrderValidationError,
     SubmitOrderRequest,
+    ValidOrder,
     order_to_json,
     validate_order,
     validate_trade,
@@ -97,20 +102,9 @@ async def submit_order(
                        "message": "must be 1 to 255 visible ASCII characters"})
     if errors or valid is None:
         raise validation_problem(errors)
-    new = NewOrder(
-        api_key_id=api_key_id,
-        type=valid.type,
-        input_mint=valid.input_token.mint,
-        output_mint=valid.output_token.mint,
-        amount_in=valid.amount_in,
-        slippage_bps=valid.slippage_bps,
-    )
     if idempotency_key is None:
-        # Group commit with whatever else is being submitted right now.
-        batcher: SubmissionBatcher = request.app.state.batcher
-        accepted = await batcher.submit(new)
-        metrics.ORDERS_SUBMITTED.inc()
-        return _accepted(str(accepted.order_id), replayed=False)
+        return await _submit_batched(request.app.state, api_key_id, valid)
+    new = _new_order(api_key_id, valid)
     claim = IdempotencyClaim(idempotency_key, request_fingerprint(new))
     try:
         created = await services.orders.create_idempotent(new, claim)
@@ -143,6 +137,117 @@ async def submit_order(
     if created.event is not None:
         await services.publisher.publish(created.event)
     return _accepted(order_id, replayed=created.replayed)
+
+
+def _new_order(api_key_id: uuid.UUID, valid: ValidOrder) -> NewOrder:
+    return NewOrder(
+        api_key_id=api_key_id,
+        type=valid.type,
+        input_mint=valid.input_token.mint,
+        output_mint=valid.output_token.mint,
+        amount_in=valid.amount_in,
+        slippage_bps=valid.slippage_bps,
+    )
+
+
+async def _submit_batched(state: State, api_key_id: uuid.UUID, valid: ValidOrder) -> (
+    JSONResponse
+):
+    """A submission without an Idempotency-Key: group commit with whatever else is being
+    submitted right now (store/submissions.py)."""
+    batcher: SubmissionBatcher = state.batcher
+    accepted = await batcher.submit(_new_order(api_key_id, valid))
+    metrics.ORDERS_SUBMITTED.inc()
+    return _accepted(str(accepted.order_id), replayed=False)
+
+
+# --- the fast path of POST /api/orders ---------------------------------------------------
+#
+# Under load nearly every request is a plain, valid submission, and the profile showed
+# FastAPI's share of one (its middleware stack, routing, dependency solving, body reading)
+# at about half of the API's CPU. The application (app.py) hands these requests here
+# before FastAPI sees them. This path answers only what it is sure of: a valid order
+# without an Idempotency-Key, from a known key, with a small JSON body. Anything else, or
+# any doubt (bad JSON, a validation error, an unknown key), goes on to the FastAPI route
+# above with the body replayed, so every error answer is the route's own. The checks are
+# the route's too: the same pydantic model (still what the OpenAPI docs show) and
+# validate_order.
+
+SUBMIT_PATHS = frozenset({"/api/orders", "/api/orders/execute"})
+# A valid order is ~150 bytes; bigger (or chunked) bodies take the general route.
+FAST_BODY_LIMIT = 4096
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """`receive` with the body already read put back in front of it."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole body, or None if the client went away first."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type.partition(";")[0].strip().lower() == "application/json"
+
+
+async def submit_fast(state: State, scope: Scope, receive: Receive, send: Send) -> (
+    Receive | None
+):
+    """Answer a plain submission (POST to one of SUBMIT_PATHS); None when answered, else
+    the receive to hand the request to FastAPI with (the body put back if it was read)."""
+    headers = Headers(scope=scope)
+    authenticator: Authenticator | None = getattr(state, "authenticator", None)
+    length = headers.get("content-length", "")
+    if (
+        authenticator is None
+        or "idempotency-key" in headers
+        or not _is_json(headers.get("content-type", ""))
+        or not length.isdigit()
+        or int(length) > FAST_BODY_LIMIT
+    ):
+        return receive
+    try:
+        api_key_id = await authenticator.resolve(key_from(headers))
+    except Exception:  # noqa: BLE001 (the route answers it, as it always did)
+        return receive
+    if api_key_id is None:
+        return receive
+    body = await _read_body(receive)
+    if body is None:
+        return None
+    services: Services = state.services
+    try:
+        # json, as the route (Starlette) parses: orjson reads an integer past 64 bits as a
+        # float, which would change the amount; the difference is ~2 us a request.
+        valid = validate_order(SubmitOrderRequest.model_validate(json.loads(body)),
+                               services.settings.max_order_amount)
+    except Exception:  # noqa: BLE001 (any doubt: the route answers, as it always did)
+        return _replaying(body, receive)
+    response: Response
+    try:
+        response = await _submit_batched(state, api_key_id, valid)
+    except Exception as exc:  # noqa: BLE001 (answered as the route's handlers would)
+        response = error_response(exc, Request(scope).url.path)
+    await response(scope, receive, send)
+    return None
 
 
 def _accepted(order_id: str, *, replayed: bool) -> JSONResponse:
