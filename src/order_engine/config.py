@@ -26,7 +26,10 @@ class Settings(BaseSettings):
     api_reuse_port: bool = False
     data_dir: str = ".data"
 
-    worker_concurrency: int = Field(default=10, ge=1)
+    # Orders mostly wait on the venues and the chain (~3 s each at realistic latency), so
+    # a worker holds many at once; each costs little memory (BENCHMARKS.md: 5,000 at once
+    # added ~30 MB).
+    worker_concurrency: int = Field(default=200, ge=1)
     max_attempts: int = Field(default=3, ge=1, le=20)
     retry_base_ms: int = Field(default=500, ge=0)
     retry_max_ms: int = Field(default=10_000, ge=0)
