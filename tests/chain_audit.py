@@ -20,9 +20,13 @@ async def landed_count(engine: AsyncEngine, signatures: list[str], ok_only: bool
 
 
 async def reserve_mismatches(engine: AsyncEngine) -> list[str]:
-    """Pools whose reserves differ from genesis plus every successful swap that landed."""
+    """Pools whose reserves differ from genesis plus every successful swap that landed.
+
+    Pools and transactions are read in one snapshot: the market simulator may still be
+    trading, and a swap landing between two separate reads would look like a mismatch."""
     deltas: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="REPEATABLE READ")
         pools = {row.pool_id: row for row in (await conn.execute(select(tables.pools))).all()}
         swaps = (
             await conn.execute(

@@ -419,6 +419,8 @@ class ChaosRun:
     async def _check(self) -> None:
         acked = {s.order_id for s in self.submissions if s.order_id}
         async with self.engine.connect() as conn:
+            # One snapshot: the market simulator is still trading.
+            await conn.execution_options(isolation_level="REPEATABLE READ")
             orders = {str(r.id): r for r in (await conn.execute(select(Order))).all()}
             events: dict[str, list[Any]] = defaultdict(list)
             for e in (await conn.execute(

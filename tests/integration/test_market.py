@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import random
 from fractions import Fraction
@@ -60,3 +61,29 @@ async def test_no_arbitrage_when_the_pool_is_at_the_reference(stack: Stack) -> N
     far = arbitrage_trade(pool, target * Fraction(11, 10), Fraction(1, 1000), 0)
     assert far is not None
     assert far.input_mint == quote  # buy base to lift the price
+
+
+async def test_the_ledger_adds_up_at_every_instant_while_the_market_trades(
+        stack: Stack) -> None:
+    """A pool's reserves and the transaction that moved them are written together: any
+    snapshot taken while swaps land shows genesis + swaps = reserves."""
+    chain = SimulatedChain(stack.services.engine, stack.services.pg, latency_scale=0)
+    market = MarketSimulator(chain, load_market_config(), random.Random(7))
+    trading = True
+
+    async def trade() -> None:
+        while trading:
+            # Small moves, so that arbitrage trades every tick.
+            market.reference = {k: v * market_rng.uniform(0.999, 1.001)
+                                for k, v in market.reference.items()}
+            await market.tick(0.0)
+
+    market_rng = random.Random(8)
+    task = asyncio.create_task(trade())
+    try:
+        audits = [await reserve_mismatches(stack.services.engine) for _ in range(30)]
+    finally:
+        trading = False
+        await task
+    assert market.trades_sent > 30
+    assert audits == [[]] * 30
