@@ -17,6 +17,7 @@ from order_engine.api.server import api_server
 from order_engine.config import Settings
 from order_engine.domain.orders import OrderStatus
 from order_engine.embedded import free_port
+from order_engine.events import EventHub
 from order_engine.services import Services, open_services
 from order_engine.worker.settings import create_worker
 
@@ -29,6 +30,7 @@ class Stack:
     base_url: str
     services: Services
     workers: list[Worker] = field(default_factory=list)
+    hub: EventHub | None = None  # the API's (how many watchers it holds)
 
     @property
     def ws_url(self) -> str:
@@ -112,7 +114,8 @@ async def running_stack(settings: Settings, workers: int = 1) -> AsyncIterator[S
     services = await open_services(settings)
     started = [await _start_worker(settings) for _ in range(workers)]
     try:
-        yield Stack(settings, f"http://127.0.0.1:{port}", services, [w for w, _ in started])
+        yield Stack(settings, f"http://127.0.0.1:{port}", services, [w for w, _ in started],
+                    server.app.state.hub)
     finally:
         for worker, task in started:
             await stop_worker(worker, task)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 from dataclasses import dataclass
 
@@ -9,6 +10,7 @@ import asyncpg
 from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from order_engine.config import Settings
@@ -18,6 +20,7 @@ from order_engine.market.venues import SimulatedVenue, venues_for
 from order_engine.store.api_keys import ApiKeyStore
 from order_engine.store.db import create_engine, create_pg_pool, session_factory
 from order_engine.store.repository import OrderRepository
+from order_engine.store.submissions import wake_channel
 
 EXECUTE_ORDER_JOB = "execute_order"
 
@@ -54,6 +57,9 @@ class Services:
     async def enqueue_order(self, order_id: str) -> bool:
         """Queue the order's job; False when a job for this order is queued or running."""
         job = await self.queue.enqueue_job(EXECUTE_ORDER_JOB, order_id, _job_id=order_id)
+        if job is not None:
+            with contextlib.suppress(RedisError, OSError):  # the poll finds it anyway
+                await self.queue.publish(wake_channel(queue_name(self.settings)), 1)
         return job is not None
 
     async def close(self) -> None:

@@ -1,8 +1,10 @@
 """The simulated chain: an RPC-like interface over its own PostgreSQL schema.
 
-A swap is one database transaction: lock the pool, refuse a signature that already
-landed, check the blockhash, apply the pool math, record the transaction. So concurrent
-swaps from any number of workers serialise on the pool row and none is applied twice.
+Swaps are applied in blocks: those a process sends while its previous block is being
+written go together, in the order they came, in one database transaction that locks
+their pools, refuses signatures that already landed and expired blockhashes, applies the
+pool math, and records the transactions. So concurrent swaps from any number of workers
+serialise on the pool rows and none is applied twice.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from solders.transaction import Transaction
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from order_engine.batching import MicroBatcher
 from order_engine.domain.amm import Venue
 from order_engine.domain.errors import (
     BlockhashExpiredError,
@@ -46,6 +49,7 @@ from order_engine.market.programs import (
     decode_route,
     pool_address,
 )
+from order_engine.store.db import ROW_ERRORS, json_texts
 
 # Solana: a blockhash is valid for 150 slots of ~400 ms.
 BLOCKHASH_VALID_SLOTS = 150
@@ -94,6 +98,12 @@ class SimulatedChain:
         self._genesis: tuple[float, str] | None = None
         self._pools: dict[str, tuple[datetime, AnyPool]] = {}  # pool_id -> (updated_at, pool)
         self.slot_seconds = SLOT_SECONDS * max(latency_scale, MIN_LATENCY_SCALE_FOR_SLOTS)
+        self._blocks: MicroBatcher[_PendingSwap, str] = MicroBatcher(
+            self._apply_block, key=lambda swap_: swap_.signature)
+        self._stamp_reads: MicroBatcher[object, list[asyncpg.Record]] = MicroBatcher(
+            self._read_stamps, key=id)
+        self._status_reads: MicroBatcher[str, SignatureStatus | None] = MicroBatcher(
+            self._read_statuses, key=lambda signature: signature)
 
     # --- genesis -------------------------------------------------------------------
 
@@ -158,21 +168,19 @@ class SimulatedChain:
         venue: Venue | None = None,
     ) -> list[AnyPool]:
         """Pools (of a pair, of a venue, or all), decoded; unchanged ones from memory."""
-        conditions, args = ["TRUE"], []
-        if venue is not None:
-            args.append(venue.value)
-            conditions.append(f"venue = ${len(args)}")
-        if mint_x is not None and mint_y is not None:
-            args += [mint_x, mint_y]
-            x, y = len(args) - 1, len(args)
-            conditions.append(f"((mint_a = ${x} AND mint_b = ${y}) OR "
-                              f"(mint_a = ${y} AND mint_b = ${x}))")
+        pair = {mint_x, mint_y} if mint_x is not None and mint_y is not None else None
+        return [self._pools[row["pool_id"]][1] for row in await self._stamp_reads.submit(object())
+                if (venue is None or row["venue"] == venue.value)
+                and (pair is None or {row["mint_a"], row["mint_b"]} == pair)]
+
+    async def _read_stamps(self, calls: list[object]) -> list[list[asyncpg.Record] | Exception]:
+        """Every pool's stamp, once for all the calls that wait (a worker quotes for
+        hundreds of orders at once), and the pools that changed since, decoded again."""
         async with self._pg.acquire() as conn:
-            current = await conn.fetch(
-                f"SELECT pool_id, updated_at FROM chain.pools WHERE {' AND '.join(conditions)} "
-                "ORDER BY pool_id", *args)
-            await self._refresh(conn, current)
-        return [self._pools[row["pool_id"]][1] for row in current]
+            stamps = await conn.fetch("SELECT pool_id, venue, mint_a, mint_b, updated_at "
+                                      "FROM chain.pools ORDER BY pool_id")
+            await self._refresh(conn, stamps)
+        return [stamps] * len(calls)
 
     async def _refresh(self, conn: asyncpg.Connection, stamps: list[asyncpg.Record]) -> None:
         """Fetch and decode again the pools whose `updated_at` moved since this process
@@ -192,127 +200,226 @@ class SimulatedChain:
         Raises TransactionDroppedError when the (simulated) RPC node does not forward it:
         then it can never land. Sending a signature that already landed is a no-op.
         """
-        try:
-            tx = Transaction.from_bytes(raw)
-            tx.verify()
-        except Exception as exc:  # solders raises its own error types for bad bytes
-            raise PermanentError(f"invalid transaction: {exc}") from exc
-        signature = str(tx.signatures[0])
+        pending = _decode_swap(raw)
         await self._sleep(0.02, 0.06)
         if self.failure_rate and self._rng.random() < self.failure_rate:
             raise TransactionDroppedError("transaction dropped: RPC node did not forward it")
+        return await self._blocks.submit(pending)
 
-        message = tx.message
-        keys = list(message.account_keys)
-        programs = [keys[ix.program_id_index] for ix in message.instructions]
-        memo = " ".join(
-            bytes(ix.data).decode("utf-8", "replace")
-            for ix, program in zip(message.instructions, programs, strict=True)
-            if program == MEMO_PROGRAM_ID
-        ) or None
-        routes = [ix for ix, program in zip(message.instructions, programs, strict=True)
-                  if program != MEMO_PROGRAM_ID]
-        if len(routes) != 1:
-            raise PermanentError("expected exactly one route instruction (and any memos)")
-        ix = routes[0]
+    async def _apply_block(self, swaps: list[_PendingSwap]) -> list[str | Exception]:
+        """Swaps sent together, applied in the order they came, like a block: one
+        database transaction locks every pool they touch, and one statement writes the
+        pools' final states and every transaction. If PostgreSQL refuses it for a swap's
+        values, each swap is applied alone, so that the error is the culprit's alone."""
         try:
-            route = decode_route(
-                keys[ix.program_id_index], [keys[i] for i in ix.accounts], bytes(ix.data)
-            )
-        except MalformedInstructionError as exc:
-            raise PermanentError(f"invalid transaction: {exc}") from exc
-        if not message.is_signer(keys.index(route.owner)):
-            raise PermanentError("invalid transaction: owner did not sign")
+            return await self._apply(swaps)
+        except ROW_ERRORS:  # a swap's values refused; PostgreSQL down is every swap's
+            if len(swaps) == 1:
+                raise
+        outcomes: list[str | Exception] = []
+        for swap_ in swaps:
+            try:
+                outcomes += await self._apply([swap_])
+            except Exception as exc:  # noqa: BLE001 - this swap's own error
+                outcomes.append(exc)
+        return outcomes
 
-        addresses = sorted({str(step.pool) for step in route.steps})
+    async def _apply(self, swaps: list[_PendingSwap]) -> list[str | Exception]:
+        addresses = sorted({address for swap_ in swaps for address in swap_.addresses})
         async with self._pg.acquire() as conn, conn.transaction():
-            # Lock every pool of the route, always in the same order (no deadlocks).
+            # Lock every pool of the block, always in the same order (no deadlocks).
             # Only stamps: the pools themselves come from this process's cache
             # unless another process changed them since.
             locked = await conn.fetch(
                 "SELECT pool_id, address, updated_at FROM chain.pools "
                 "WHERE address = ANY($1::text[]) ORDER BY pool_id FOR UPDATE", addresses)
-            if len(locked) != len(addresses):
-                raise PermanentError("invalid transaction: a route step names no pool")
             await self._refresh(conn, locked)
             pools = {row["address"]: self._pools[row["pool_id"]][1] for row in locked}
-            landed, last_valid = await conn.fetchrow(
-                "SELECT EXISTS (SELECT 1 FROM chain.transactions WHERE signature = $1), "
-                "(SELECT last_valid_slot FROM chain.blockhashes WHERE blockhash = $2)",
-                signature, str(message.recent_blockhash))
-            if landed:
-                return signature  # already processed: never applied twice
-            if last_valid is None or await self.current_slot() > last_valid:
-                raise BlockhashExpiredError("blockhash not found (expired)")
-            now = datetime.now(UTC)
-            err: str | None = None
-            legs: list[dict[str, str]] = []
-            amount_out = 0
-            try:
-                legs, amount_out = _execute_route(route, pools, int(now.timestamp()))
-            except InsufficientLiquidityError as exc:
-                err = f"InsufficientLiquidity: {exc.message}"
-            if err is None and amount_out < route.min_amount_out:
-                err = SLIPPAGE_ERROR
-            # Every locked pool is a step of the route: on success each one changed.
-            changed = [] if err else list(pools.values())
-            if err:
-                legs = []
-            values = [pool_values(p) for p in changed]
-            confirm_after = self._rng.uniform(2.0, 3.0) * self.latency_scale
-            # The pools and the transaction in one statement (one round trip).
-            await conn.execute(
-                "WITH written AS (UPDATE chain.pools p SET reserve_a = u.reserve_a, "
-                "reserve_b = u.reserve_b, state = COALESCE(u.state, p.state), "
-                "updated_at = $13 "
-                "FROM unnest($1::text[], $2::numeric[], $3::numeric[], $4::jsonb[]) "
-                "AS u(pool_id, reserve_a, reserve_b, state) WHERE p.pool_id = u.pool_id) "
-                "INSERT INTO chain.transactions (signature, slot, blockhash, pool_id, "
-                "input_mint, amount_in, min_amount_out, amount_out, err, memo, legs, "
-                "landed_at, confirmed_at) "
-                "VALUES ($5, $6, $7, $8, $9, $10, $11, $12, $14, $15, $16, $13, $17)",
-                [p.pool_id for p in changed],
-                [v["reserve_a"] for v in values],
-                [v["reserve_b"] for v in values],
-                [v.get("state") for v in values],
-                signature,
-                await self.current_slot(),
-                str(message.recent_blockhash),
-                locked[0]["pool_id"],
-                str(route.input_mint),
-                # Later hops of a path carry 0: this is what the route spends.
-                sum(s.amount_in for s in route.steps),
-                route.min_amount_out,
-                None if err else amount_out,
-                now,
-                err,
-                memo,
-                legs,
-                now + timedelta(seconds=confirm_after),
-            )
-        for pool in changed:  # what this process just wrote is what it will read next
-            self._pools[pool.pool_id] = (now, pool)
-        return signature
+            pool_ids = {row["address"]: row["pool_id"] for row in locked}
+            known = await conn.fetch(
+                "SELECT signature AS key, NULL::bigint AS last_valid FROM chain.transactions "
+                "WHERE signature = ANY($1::text[]) UNION ALL "
+                "SELECT blockhash, last_valid_slot FROM chain.blockhashes "
+                "WHERE blockhash = ANY($2::text[])",
+                [s.signature for s in swaps], list({s.blockhash for s in swaps}))
+            landed = {row["key"] for row in known if row["last_valid"] is None}
+            last_valid = {row["key"]: row["last_valid"] for row in known
+                          if row["last_valid"] is not None}
+            slot, now = await self.current_slot(), datetime.now(UTC)
+            outcomes: list[str | Exception] = []
+            rows: list[_Landed] = []
+            changed: set[str] = set()  # addresses
+            for swap_ in swaps:
+                if any(address not in pools for address in swap_.addresses):
+                    outcomes.append(
+                        PermanentError("invalid transaction: a route step names no pool"))
+                elif swap_.signature in landed:
+                    outcomes.append(swap_.signature)  # already processed: never twice
+                elif last_valid.get(swap_.blockhash, -1) < slot:
+                    outcomes.append(BlockhashExpiredError("blockhash not found (expired)"))
+                else:
+                    try:
+                        row = self._execute(swap_, pools, changed, int(now.timestamp()))
+                    except PermanentError as exc:
+                        outcomes.append(exc)
+                        continue
+                    row.pool_id = min(pool_ids[a] for a in swap_.addresses)
+                    rows.append(row)
+                    landed.add(swap_.signature)
+                    outcomes.append(swap_.signature)
+            if rows:
+                await self._write_block(conn, [pools[a] for a in sorted(changed)], rows,
+                                        slot, now)
+        for address in changed:  # what this process just wrote is what it will read next
+            self._pools[pools[address].pool_id] = (now, pools[address])
+        return outcomes
+
+    def _execute(self, swap_: _PendingSwap, pools: dict[str, AnyPool], changed: set[str],
+                 now_ts: int) -> _Landed:
+        """Run one swap on the block's pools (updated in `pools` if it succeeds); its
+        transaction's row, failed or not. PermanentError: a route that does not add up."""
+        route = swap_.route
+        after = dict(pools)
+        err: str | None = None
+        legs: list[dict[str, str]] = []
+        amount_out = 0
+        try:
+            legs, amount_out = _execute_route(route, after, now_ts)
+        except InsufficientLiquidityError as exc:
+            err = f"InsufficientLiquidity: {exc.message}"
+        if err is None and amount_out < route.min_amount_out:
+            err = SLIPPAGE_ERROR
+        if err is None:
+            pools.update(after)
+            changed.update(swap_.addresses)
+        return _Landed(
+            signature=swap_.signature, blockhash=swap_.blockhash, pool_id="",
+            input_mint=str(route.input_mint),
+            # Later hops of a path carry 0: this is what the route spends.
+            amount_in=sum(s.amount_in for s in route.steps),
+            min_amount_out=route.min_amount_out,
+            amount_out=None if err else amount_out, err=err, memo=swap_.memo,
+            legs=[] if err else legs,
+            confirm_after_s=self._rng.uniform(2.0, 3.0) * self.latency_scale,
+        )
+
+    @staticmethod
+    async def _write_block(conn: asyncpg.Connection, changed: list[AnyPool],
+                           rows: list[_Landed], slot: int, now: datetime) -> None:
+        """The block's pools and transactions in one statement (one round trip)."""
+        values = [pool_values(p) for p in changed]
+        await conn.execute(
+            "WITH written AS (UPDATE chain.pools p SET reserve_a = u.reserve_a, "
+            "reserve_b = u.reserve_b, state = COALESCE(u.state, p.state), updated_at = $5 "
+            "FROM unnest($1::text[], $2::numeric[], $3::numeric[], $4::jsonb[]) "
+            "AS u(pool_id, reserve_a, reserve_b, state) WHERE p.pool_id = u.pool_id) "
+            "INSERT INTO chain.transactions (signature, slot, blockhash, pool_id, "
+            "input_mint, amount_in, min_amount_out, amount_out, err, memo, legs, "
+            "landed_at, confirmed_at) "
+            "SELECT t.signature, $6, t.blockhash, t.pool_id, t.input_mint, t.amount_in, "
+            "t.min_amount_out, t.amount_out, t.err, t.memo, t.legs::jsonb, $5, t.confirmed_at "
+            "FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::numeric[], "
+            "$12::numeric[], $13::numeric[], $14::text[], $15::text[], $16::text[], "
+            "$17::timestamptz[]) AS t(signature, blockhash, pool_id, input_mint, amount_in, "
+            "min_amount_out, amount_out, err, memo, legs, confirmed_at)",
+            [p.pool_id for p in changed],
+            [v["reserve_a"] for v in values],
+            [v["reserve_b"] for v in values],
+            [v.get("state") for v in values],
+            now,
+            slot,
+            *([getattr(row, name) for row in rows] for name in (
+                "signature", "blockhash", "pool_id", "input_mint", "amount_in",
+                "min_amount_out", "amount_out", "err", "memo")),
+            json_texts([row.legs for row in rows]),
+            [now + timedelta(seconds=row.confirm_after_s) for row in rows],
+        )
 
     async def get_signature_status(self, signature: str) -> SignatureStatus | None:
-        row = await self._pg.fetchrow(
-            "SELECT slot, err, amount_out, confirmed_at FROM chain.transactions "
-            "WHERE signature = $1", signature)
-        if row is None:
-            return None
-        return SignatureStatus(
+        return await self._status_reads.submit(signature)
+
+    async def _read_statuses(
+        self, signatures: list[str],
+    ) -> list[SignatureStatus | Exception | None]:
+        """The statuses asked for at the same time, in one query."""
+        rows = {row["signature"]: row for row in await self._pg.fetch(
+            "SELECT signature, slot, err, amount_out, confirmed_at FROM chain.transactions "
+            "WHERE signature = ANY($1::text[])", signatures)}
+        now = datetime.now(UTC)
+        return [None if (row := rows.get(signature)) is None else SignatureStatus(
             signature=signature,
             slot=row["slot"],
             err=row["err"],
             amount_out=None if row["amount_out"] is None else int(row["amount_out"]),
-            confirmed=datetime.now(UTC) >= row["confirmed_at"],
+            confirmed=now >= row["confirmed_at"],
             confirmed_at=row["confirmed_at"],
-        )
+        ) for signature in signatures]
 
     async def _sleep(self, low: float, high: float) -> None:
         if self.latency_scale > 0:
             await asyncio.sleep(self._rng.uniform(low, high) * self.latency_scale)
 
+
+
+@dataclass(frozen=True, slots=True)
+class _PendingSwap:
+    """A verified swap transaction, decoded, waiting for its block."""
+
+    signature: str
+    blockhash: str
+    route: RouteInstruction
+    addresses: tuple[str, ...]  # of its pools
+    memo: str | None
+
+
+@dataclass(slots=True)
+class _Landed:
+    """A swap's row in chain.transactions (failed swaps land too, with their error)."""
+
+    signature: str
+    blockhash: str
+    pool_id: str  # the first (by id) of its pools
+    input_mint: str
+    amount_in: int
+    min_amount_out: int
+    amount_out: int | None
+    err: str | None
+    memo: str | None
+    legs: list[dict[str, str]]
+    confirm_after_s: float
+
+
+def _decode_swap(raw: bytes) -> _PendingSwap:
+    """Verify and decode a swap transaction: exactly one route instruction, signed by
+    its owner (and any memos). PermanentError otherwise."""
+    try:
+        tx = Transaction.from_bytes(raw)
+        tx.verify()
+    except Exception as exc:  # solders raises its own error types for bad bytes
+        raise PermanentError(f"invalid transaction: {exc}") from exc
+    message = tx.message
+    keys = list(message.account_keys)
+    programs = [keys[ix.program_id_index] for ix in message.instructions]
+    memo = " ".join(
+        bytes(ix.data).decode("utf-8", "replace")
+        for ix, program in zip(message.instructions, programs, strict=True)
+        if program == MEMO_PROGRAM_ID
+    ) or None
+    routes = [ix for ix, program in zip(message.instructions, programs, strict=True)
+              if program != MEMO_PROGRAM_ID]
+    if len(routes) != 1:
+        raise PermanentError("expected exactly one route instruction (and any memos)")
+    ix = routes[0]
+    try:
+        route = decode_route(
+            keys[ix.program_id_index], [keys[i] for i in ix.accounts], bytes(ix.data)
+        )
+    except MalformedInstructionError as exc:
+        raise PermanentError(f"invalid transaction: {exc}") from exc
+    if not message.is_signer(keys.index(route.owner)):
+        raise PermanentError("invalid transaction: owner did not sign")
+    return _PendingSwap(str(tx.signatures[0]), str(message.recent_blockhash), route,
+                        tuple(sorted({str(step.pool) for step in route.steps})), memo)
 
 
 def _execute_route(

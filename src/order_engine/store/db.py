@@ -14,6 +14,8 @@ from typing import Any
 
 import asyncpg
 import orjson
+from sqlalchemy import ColumnElement
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -27,6 +29,11 @@ STATEMENT_TIMEOUT_MS = 10_000
 # connection free in time: through either driver path.
 DATABASE_ERRORS: tuple[type[Exception], ...] = (
     DBAPIError, PoolTimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
+)
+# Refused because of a row's values (bad data, a constraint), not because PostgreSQL is
+# unavailable: a batch that fails so is retried item by item, to find the culprit.
+ROW_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.DataError, asyncpg.IntegrityConstraintViolationError,
 )
 
 
@@ -88,3 +95,15 @@ async def create_pg_pool(database_url: str, size: int = 10) -> asyncpg.Pool:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def pg_array_type(column: ColumnElement[Any]) -> str:
+    """The PostgreSQL type of an array of the column's values (for `unnest($n::T[])`)."""
+    dialect = PGDialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it bare
+    return f"{column.type.compile(dialect=dialect)}[]"
+
+
+def json_texts(values: list[Any]) -> list[str | None]:
+    """Values for a `$n::text[]` parameter cast to jsonb element by element in SQL. Not
+    a jsonb[] parameter: asyncpg takes a list inside an array for a nested dimension."""
+    return [None if value is None else _json_dumps(value) for value in values]

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 import asyncpg
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import configure_mappers
 
+from order_engine.batching import MicroBatcher
 from order_engine.domain.orders import (
     TERMINAL_STATUSES,
     OrderStatus,
@@ -21,6 +22,7 @@ from order_engine.domain.orders import (
     check_transition,
 )
 from order_engine.store.models import BaseUnits, IdempotencyKey, Order, OrderEvent
+from order_engine.store.transitions import Move, TransitionWriter
 
 
 class OrderNotFoundError(LookupError):
@@ -131,43 +133,48 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 # Base-unit columns: NUMERIC in PostgreSQL, int here.
 _UNITS_COLUMNS = frozenset(
     c.name for c in Order.__table__.columns if isinstance(c.type, BaseUnits))
-_ORDER_COLUMNS = frozenset(c.name for c in Order.__table__.columns)
+
+
+# An Order as the ORM's own loader makes one: its values put straight in its __dict__.
+# Order(**values) sets each column through the instrumentation, about 20x the cost: a
+# worker makes several per order step. These objects are read, never added to a session.
+# The attributes only read from __dict__ once the mappers are configured, which
+# Order(...) or a first query would otherwise do: done here, before any is made.
+configure_mappers()
+_new_order = Order.__mapper__.class_manager.new_instance
 
 
 def _order_from_record(record: asyncpg.Record) -> Order:
-    values = dict(record)
+    order: Order = _new_order()
+    values = order.__dict__
+    values.update(record.items())
     for name in _UNITS_COLUMNS:
         if values[name] is not None:
             values[name] = int(values[name])
-    return Order(**values)
+    return order
 
 
-@functools.lru_cache(maxsize=64)
-def _transition_sql(fields: tuple[str, ...], new_attempt: bool) -> str:
-    """One statement: the compare-and-set and the event, committed together (a single
-    statement is its own transaction: one round trip). $1 id, $2 expected, $3 target,
-    $4 now, $5 payload, then the fields in order."""
-    unknown = set(fields) - _ORDER_COLUMNS
-    if unknown:
-        raise ValueError(f"not columns of orders: {sorted(unknown)}")
-    sets = ["status = $3", "last_seq = last_seq + 1", "updated_at = $4"]
-    if new_attempt:
-        sets.append("attempts = attempts + 1")
-    sets += [f"{name} = ${index}" for index, name in enumerate(fields, start=6)]
-    return (
-        f"WITH moved AS (UPDATE orders SET {', '.join(sets)} "
-        "WHERE id = $1 AND status = $2 RETURNING *), "
-        "logged AS (INSERT INTO order_events (order_id, seq, status, attempt, payload, "
-        "created_at) SELECT id, last_seq, status, attempts, $5::jsonb, $4::timestamptz "
-        "FROM moved) "
-        "SELECT * FROM moved"
-    )
+@dataclass(frozen=True, slots=True)
+class _SignedTx:
+    """A signed transaction to keep on its order (the fields in the statement's order)."""
+
+    order_id: uuid.UUID
+    replaces: str | None
+    signature: str
+    tx_bytes: bytes
+    last_valid_slot: int
+    at: datetime
 
 
 class OrderRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], pg: asyncpg.Pool) -> None:
         self._sessions = sessions
         self._pg = pg
+        self._moves = TransitionWriter(pg)
+        self._signed: MicroBatcher[_SignedTx, bool] = MicroBatcher(
+            self._record_signed, key=lambda tx: tx.order_id)
+        self._order_reads: MicroBatcher[uuid.UUID, Any] = MicroBatcher(
+            self._read_orders, key=lambda order_id: order_id)
 
     async def create(self, new: NewOrder) -> tuple[Order, EventRecord]:
         created = await self.create_idempotent(new, None)
@@ -227,14 +234,19 @@ class OrderRepository:
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def get(self, order_id: uuid.UUID, api_key_id: uuid.UUID | None = None) -> Order:
-        if api_key_id is None:
-            record = await self._pg.fetchrow("SELECT * FROM orders WHERE id = $1", order_id)
+        if api_key_id is None:  # the workers': those asked at the same time, in one query
+            record = await self._order_reads.submit(order_id)
         else:
             record = await self._pg.fetchrow(
                 "SELECT * FROM orders WHERE id = $1 AND api_key_id = $2", order_id, api_key_id)
         if record is None:
             raise OrderNotFoundError(str(order_id))
         return _order_from_record(record)
+
+    async def _read_orders(self, order_ids: list[uuid.UUID]) -> list[Any]:
+        rows = {row["id"]: row for row in await self._pg.fetch(
+            "SELECT * FROM orders WHERE id = ANY($1::uuid[])", order_ids)}
+        return [rows.get(order_id) for order_id in order_ids]
 
     async def list_page(
         self,
@@ -297,15 +309,16 @@ class OrderRepository:
 
         A compare-and-set in one statement (UPDATE ... WHERE status = expected RETURNING),
         so two runs of the same job cannot both make the move: the loser gets
-        StaleStatusError and carries on from what the winner wrote.
+        StaleStatusError and carries on from what the winner wrote. Concurrent changes
+        share statements (store/transitions.py).
         """
         check_transition(expected, target)
         now = _now()
         names = tuple(fields)
-        record = await self._pg.fetchrow(
-            _transition_sql(names, new_attempt), order_id, expected.value, target.value, now,
-            payload or {}, *(fields[name] for name in names),
-        )
+        record = await self._moves.move(
+            Move(order_id, expected.value, target.value, now, payload or {},
+                 tuple(fields[name] for name in names)),
+            names, new_attempt)
         if record is None:
             await self._raise_stale(order_id)
         order = _order_from_record(record)
@@ -323,17 +336,26 @@ class OrderRepository:
         """Keep the signed transaction before it is sent (the order stays `building`).
 
         A compare-and-set on the previous signature (`replaces`), so two runs racing to
-        build cannot both store, and so both send, a transaction.
+        build cannot both store, and so both send, a transaction. Those recorded at the
+        same time share one statement (one commit).
         """
-        status = await self._pg.fetchval(
-            "UPDATE orders SET tx_signature = $3, tx_bytes = $4, tx_last_valid_slot = $5, "
-            "updated_at = $6 WHERE id = $1 AND status = $7 "
-            "AND tx_signature IS NOT DISTINCT FROM $2 RETURNING status",
-            order_id, replaces, signature, tx_bytes, last_valid_slot, _now(),
-            OrderStatus.BUILDING.value,
-        )
-        if status is None:
+        stored = await self._signed.submit(
+            _SignedTx(order_id, replaces, signature, tx_bytes, last_valid_slot, _now()))
+        if not stored:
             await self._raise_stale(order_id)
+
+    async def _record_signed(self, batch: list[_SignedTx]) -> list[bool | Exception]:
+        stored = {record["id"] for record in await self._pg.fetch(
+            "UPDATE orders o SET tx_signature = t.signature, tx_bytes = t.tx_bytes, "
+            "tx_last_valid_slot = t.last_valid_slot, updated_at = t.at "
+            "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::bigint[], "
+            "$6::timestamptz[]) AS t(id, replaces, signature, tx_bytes, last_valid_slot, at) "
+            "WHERE o.id = t.id AND o.status = $7 "
+            "AND o.tx_signature IS NOT DISTINCT FROM t.replaces RETURNING o.id",
+            *([getattr(tx, field.name) for tx in batch] for field in fields(_SignedTx)),
+            OrderStatus.BUILDING.value,
+        )}
+        return [tx.order_id in stored for tx in batch]
 
     async def _raise_stale(self, order_id: uuid.UUID) -> NoReturn:
         """The compare-and-set found the order elsewhere: say where (or that it is gone)."""

@@ -34,10 +34,10 @@ from arq.constants import default_queue_name, job_key_prefix
 from arq.jobs import serialize_job
 from redis.asyncio import Redis
 from sqlalchemy import Table
-from sqlalchemy.dialects.postgresql.base import PGDialect
 
 from order_engine.domain.orders import OrderStatus
 from order_engine.events import event_envelope, events_channel
+from order_engine.store.db import pg_array_type
 from order_engine.store.models import Order, OrderEvent
 from order_engine.store.repository import EventRecord, NewOrder, new_order_rows
 
@@ -53,27 +53,32 @@ JOB_EXPIRES_MS = 86_400_000
 # Redis cost on the API's CPU. A script answers once. arq's job format: a fresh order id
 # cannot have a job yet, so no WATCH is needed (NX keeps a job that somehow exists).
 # KEYS: the queue, then each order's job key; ARGV: expiry (ms), score (the enqueue time,
-# ms), the events channel, then per order its job id, serialized job and event.
+# ms), the events channel, the workers' wake channel, then per order its job id,
+# serialized job and event.
 ENQUEUE_AND_PUBLISH = """
-local expires, score, channel = ARGV[1], ARGV[2], ARGV[3]
+local expires, score, channel, wake = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 for i = 2, #KEYS do
-  local at = 4 + (i - 2) * 3
+  local at = 5 + (i - 2) * 3
   redis.call('SET', KEYS[i], ARGV[at + 1], 'PX', expires, 'NX')
   redis.call('ZADD', KEYS[1], 'NX', score, ARGV[at])
   redis.call('PUBLISH', channel, ARGV[at + 2])
 end
+redis.call('PUBLISH', wake, #KEYS - 1)
 return #KEYS - 1
 """
+
+
+def wake_channel(queue: str) -> str:
+    """Told of every enqueue, so that an idle worker starts the job at once rather than
+    at its next look at the queue (OrderWorker)."""
+    return f"{queue}:wake"
 
 
 def _unnest_insert(table: Table, columns: Sequence[str], first_param: int) -> str:
     """`INSERT INTO t (a, b) SELECT * FROM unnest($1::A[], $2::B[])`: one parameter per
     column, each an array of that column's values (types from the table's definition)."""
-    # SQLAlchemy leaves the constructor unannotated.
-    dialect = PGDialect()  # type: ignore[no-untyped-call]
     arrays = ", ".join(
-        f"${first_param + i}::{table.c[name].type.compile(dialect=dialect)}[]"
-        for i, name in enumerate(columns)
+        f"${first_param + i}::{pg_array_type(table.c[name])}" for i, name in enumerate(columns)
     )
     return f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
 
@@ -175,7 +180,8 @@ class SubmissionBatcher:
                                    now: datetime) -> bool:
         enqueue_ms = int(now.timestamp() * 1000)
         keys: list[str] = [self._queue_name]
-        args: list[str | bytes | int] = [JOB_EXPIRES_MS, enqueue_ms, self._channel]
+        args: list[str | bytes | int] = [JOB_EXPIRES_MS, enqueue_ms, self._channel,
+                                         wake_channel(self._queue_name)]
         for order_id, item in zip(ids, batch, strict=True):
             job_id = str(order_id)
             keys.append(job_key_prefix + job_id)

@@ -7,7 +7,8 @@ another worker picks the job up. If the worker is merely slow to renew (Redis st
 two runs may overlap, which the pipeline is built to survive.
 
 One keeper per worker renews every lease it holds in a single pipelined round trip, so
-the cost does not grow with the number of orders in flight.
+the cost does not grow with the number of orders in flight; the first renewals of jobs
+that start together go together too.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from order_engine.batching import MicroBatcher
+
 log = structlog.get_logger(__name__)
 
 
@@ -30,6 +33,8 @@ class LeaseKeeper:
         self._lease_ms = int(lease_s * 1000)
         self._keys: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        self._first_renewals: MicroBatcher[str, None] = MicroBatcher(
+            self._renew_first, key=lambda key: key, max_batch=1000)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._keep(), name="lease-keeper")
@@ -45,7 +50,9 @@ class LeaseKeeper:
         key = in_progress_key_prefix + job_id
         self._keys.add(key)
         try:
-            await self._renew([key])  # at once: arq set it to the whole job timeout
+            # At once: arq set it to the whole job timeout. Jobs started together (a
+            # worker may start hundreds in one poll) are renewed together.
+            await self._first_renewals.submit(key)
             yield
         finally:
             self._keys.discard(key)
@@ -55,6 +62,10 @@ class LeaseKeeper:
             await asyncio.sleep(self._lease_ms / 3000)
             if self._keys:
                 await self._renew(list(self._keys))
+
+    async def _renew_first(self, keys: list[str]) -> list[Exception | None]:
+        await self._renew(keys)
+        return [None] * len(keys)
 
     async def _renew(self, keys: list[str]) -> None:
         try:

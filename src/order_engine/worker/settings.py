@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from datetime import timedelta
 from typing import Any
 
 import structlog
 from arq import Retry, cron
-from arq.constants import in_progress_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix
+from arq.utils import timestamp_ms
 from arq.worker import Function, Worker, func
 from prometheus_client import start_http_server
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from order_engine import metrics
@@ -20,6 +24,7 @@ from order_engine.market.transactions import engine_wallet
 from order_engine.services import EXECUTE_ORDER_JOB, Services, open_services, queue_name
 from order_engine.services import redis_settings as arq_redis_settings
 from order_engine.store.db import DATABASE_ERRORS
+from order_engine.store.submissions import wake_channel
 from order_engine.worker.lease import LeaseKeeper
 from order_engine.worker.pipeline import OrderExecutor, RetryLater, RetryPolicy
 
@@ -70,11 +75,18 @@ async def sweep_unfinished_orders(ctx: dict[str, Any]) -> int:
     """Re-enqueue acknowledged orders that no job is carrying; returns how many were."""
     services: Services = ctx["services"]
     stale = await services.orders.stale_unfinished(services.settings.sweep_stale_s)
+    # Under a backlog most stale orders are simply queued: look for their jobs in one
+    # round trip rather than attempt an enqueue (a WATCH transaction) for each.
+    async with services.redis.pipeline(transaction=False) as pipe:
+        for order_id in stale:
+            pipe.exists(job_key_prefix + str(order_id))
+        carried = await pipe.execute()
     enqueued = 0
-    for order_id in stale:
+    for order_id, has_job in zip(stale, carried, strict=True):
         # Job id = order id: arq refuses the enqueue while a job for it is queued,
-        # deferred or running, so this only revives orders nothing is working on.
-        if await services.enqueue_order(str(order_id)):
+        # deferred or running (one may have appeared since), so this only revives
+        # orders nothing is working on.
+        if not has_job and await services.enqueue_order(str(order_id)):
             enqueued += 1
     if enqueued:
         log.warning("sweep re-enqueued unfinished orders", count=enqueued)
@@ -102,27 +114,140 @@ def execute_order_function() -> Function:
     )
 
 
+# Claims jobs for a worker in one round trip. For each candidate job, what arq checks in a
+# WATCH transaction of four round trips: not in progress anywhere, still queued, due;
+# then marks it in progress. A script runs atomically, so the guard is the same: no job
+# is started twice. KEYS: the queue, then each candidate's in-progress key; ARGV: now
+# (ms), the in-progress timeout (ms), how many to claim at most, then each candidate's
+# job id. Returns the claimed job ids and their scores, interleaved.
+CLAIM_JOBS = """
+local now, timeout, wanted = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local claimed = {}
+for i = 2, #KEYS do
+  if #claimed >= 2 * wanted then break end
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    local job_id = ARGV[i + 2]
+    local score = redis.call('ZSCORE', KEYS[1], job_id)
+    if score and tonumber(score) <= now then
+      redis.call('PSETEX', KEYS[i], timeout, '1')
+      claimed[#claimed + 1] = job_id
+      claimed[#claimed + 1] = score
+    end
+  end
+end
+return claimed
+"""
+
+
+# At most this many jobs started per poll (every 10 ms): a worker with room for thousands
+# would otherwise start them all in one turn of its event loop, and every one's first
+# round trips would wait behind all the others' (lease renewals timed out).
+MAX_CLAIMS_PER_POLL = 200
+
+
 class OrderWorker(Worker):
-    """arq's worker, picking jobs without re-checking running ones one by one.
+    """arq's worker, claiming the jobs of a poll in one round trip, and woken by enqueues.
 
     A job stays in arq's queue until it finishes, so every poll reads the running jobs
-    (this worker's and the others') again at the head of the queue, and arq checks each
-    with a WATCH transaction of several round trips before skipping it. With hundreds of
-    orders in flight, that was most of a worker's CPU. Here this worker's own jobs are
-    skipped from memory, and the others' in one pipelined round trip; arq's transaction
-    still guards every claim, so no job is started twice.
+    (this worker's and the others') again at the head of the queue. arq then claims
+    candidates one at a time, each with a WATCH transaction of four round trips; on a
+    worker busy with hundreds of orders every round trip waits for a turn of the event
+    loop, and claiming became what limited throughput (~115 jobs/s per worker). Here this
+    worker's own running jobs are skipped from memory, and the rest are claimed by one
+    script (CLAIM_JOBS), as many as the worker has room for (up to MAX_CLAIMS_PER_POLL).
+
+    arq looks at the queue every poll_delay (10 ms: half of it on average was most of a
+    lone order's latency). Enqueues also publish on the queue's wake channel: a worker
+    listening there looks at once. The periodic poll stays, so a lost wake-up only costs
+    the delay it saves.
     """
 
+    def __init__(self, *args: Any, wake_channel: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._wake_channel = wake_channel
+        self._claiming = asyncio.Lock()  # the periodic poll and a wake-up, one at a time
+        self._claim_jobs: AsyncScript | None = None
+        self._waker: asyncio.Task[None] | None = None
+        self._giving_back: set[asyncio.Future[Any]] = set()
+
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        candidates = [job_id for job_id in job_ids if job_id.decode() not in self.tasks]
-        if not candidates:
+        if self._waker is None and self._wake_channel is not None:  # the pool exists now
+            self._waker = asyncio.create_task(self._poll_when_woken(self._wake_channel))
+        async with self._claiming:
+            await self._claim_and_start(job_ids)
+
+    async def _claim_and_start(self, job_ids: list[bytes]) -> None:
+        room = min(self.max_jobs - self.job_counter, MAX_CLAIMS_PER_POLL)
+        candidates = [job_id.decode() for job_id in job_ids]
+        candidates = [job_id for job_id in candidates if job_id not in self.tasks]
+        if room <= 0 or not candidates or not self.allow_pick_jobs:  # e.g. shutting down
             return
-        async with self.pool.pipeline(transaction=False) as pipe:
-            for job_id in candidates:
-                pipe.exists(in_progress_key_prefix + job_id.decode())
-            running = await pipe.execute()
-        await super().start_jobs(
-            [job_id for job_id, busy in zip(candidates, running, strict=True) if not busy])
+        if self._claim_jobs is None:
+            self._claim_jobs = self.pool.register_script(CLAIM_JOBS)
+        claim = asyncio.ensure_future(self._claim_jobs(
+            keys=[self.queue_name, *(in_progress_key_prefix + job_id for job_id in candidates)],
+            args=[timestamp_ms(), int(self.in_progress_timeout_s * 1000), room, *candidates],
+        ))
+        try:
+            claimed = await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            # Cancelled (shutdown) while Redis claimed: give back what it claimed, or
+            # those jobs would wait out the in-progress timeout unstarted.
+            claim.add_done_callback(self._give_back)
+            raise
+        for job_id, score in zip(claimed[::2], claimed[1::2], strict=True):
+            await self.sem.acquire()  # there is room: no wait
+            self.job_counter += 1
+            job = job_id.decode()
+            task = self.loop.create_task(self.run_job(job, int(float(score))))
+            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job] = task
+
+    def _give_back(self, claim: asyncio.Future[Any]) -> None:
+        if claim.cancelled() or claim.exception() is not None:
+            return
+        keys = [in_progress_key_prefix + job_id.decode() for job_id in claim.result()[::2]]
+        if keys:
+            task = asyncio.ensure_future(self.pool.delete(*keys))
+            self._giving_back.add(task)
+            task.add_done_callback(self._giving_back.discard)
+
+    async def _poll_when_woken(self, channel: str) -> None:
+        woken = asyncio.Event()  # wake-ups that come during a poll make one more poll
+        poller = asyncio.create_task(self._poll_on(woken))
+        try:
+            while True:
+                try:
+                    async with self.pool.pubsub() as pubsub:
+                        await pubsub.subscribe(channel)
+                        async for message in pubsub.listen():
+                            if message["type"] == "message":
+                                woken.set()
+                except Exception as exc:  # noqa: BLE001 - the periodic poll carries on
+                    log.warning("worker wake-ups unavailable", error=str(exc))
+                    await asyncio.sleep(1)
+        finally:
+            poller.cancel()
+
+    async def _poll_on(self, woken: asyncio.Event) -> None:
+        while True:
+            await woken.wait()
+            woken.clear()
+            if not self.allow_pick_jobs or self.job_counter >= self.max_jobs:
+                continue
+            try:
+                await self.start_jobs(await self.pool.zrangebyscore(
+                    self.queue_name, min=float("-inf"), max=timestamp_ms(), start=0,
+                    num=self.queue_read_limit))
+            except Exception as exc:  # noqa: BLE001 - the periodic poll retries
+                log.warning("poll on wake-up failed", error=str(exc))
+
+    async def close(self) -> None:
+        if self._waker is not None:
+            self._waker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._waker
+        await super().close()
 
 
 def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
@@ -165,6 +290,7 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         redis_settings=arq_redis_settings(settings),
         max_jobs=settings.worker_concurrency,
         keep_result=0,
+        wake_channel=wake_channel(queue_name(settings)),
         on_startup=on_startup,
         on_shutdown=on_shutdown,
         handle_signals=handle_signals,
