@@ -36,8 +36,7 @@ async def test_a_slow_reader_is_told_to_resync_and_never_blocks_a_fast_one(
 
         async def read_fast() -> None:
             while len(received) < 20:
-                live = await fast.queue.get()
-                received.append(int(live.message["seq"]))
+                received.extend(int(live.message["seq"]) for live in await fast.wait())
 
         reader = asyncio.create_task(read_fast())
         for seq in range(1, 21):
@@ -46,7 +45,7 @@ async def test_a_slow_reader_is_told_to_resync_and_never_blocks_a_fast_one(
         await asyncio.wait_for(reader, 10)
 
         assert received == list(range(1, 21))
-        backlog = [slow.queue.get_nowait() for _ in range(slow.queue.qsize())]
+        backlog = slow.take()
         assert backlog[0] is RESYNC  # it lost live events and knows it
         assert len(backlog) <= 3
         slow.close()

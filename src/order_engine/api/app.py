@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -62,8 +61,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = services
         app.state.authenticator = Authenticator(services.api_keys)
         app.state.hub = hub
-        # Set at shutdown: WebSocket handlers close with 1001 (see api/server.py).
-        app.state.closing = asyncio.Event()
         # What exists now (modules, the app, its routes and models) lives as long as the
         # process: keep it out of the collector's full passes, which traversed it all
         # again and again under load (~3% of the API's CPU).

@@ -3,186 +3,256 @@
 Subscribe first, read the history, then stream, skipping any seq already sent: no gap,
 no duplicate. A gap in what arrives live (a lost publish, a Redis reconnect, a reader too
 slow for its queue) is filled from PostgreSQL, which is the record.
+
+Built to hold many idle sockets in one process: per socket, one task sends (the ASGI one)
+and one reads (to notice a disconnect at once); nothing else waits per socket, nothing is
+created per event but the send itself. The client going away and the server shutting
+down both end the socket's subscription, which wakes its sender. The routes are plain
+Starlette ones: FastAPI's dependency injection would keep three exit stacks per socket.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from redis.exceptions import RedisError
+from sqlalchemy import select
+from starlette.datastructures import Headers, QueryParams
 from starlette.websockets import WebSocketState
 
 from order_engine.api.auth import Authenticator, key_from
 from order_engine.api.schemas import order_to_json
 from order_engine.domain.orders import OrderStatus
-from order_engine.events import RESYNC, EventHub, LiveEvent, Subscription
+from order_engine.events import RESYNC, Ended, EventHub, LiveEvent, Subscription
 from order_engine.services import Services
-from order_engine.store.repository import OrderNotFoundError
+from order_engine.store.db import DATABASE_ERRORS
+from order_engine.store.models import Order
+from order_engine.store.repository import EventRecord
 
 router = APIRouter()
+log = structlog.get_logger(__name__)
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
-# With no live event for this long, look at PostgreSQL anyway (covers a publish lost
-# while the hub was connected, which nothing else would reveal).
+# An order with no live event for about this long is looked up in PostgreSQL anyway
+# (covers a publish lost while the hub was connected, which nothing else would reveal).
 QUIET_RECHECK_S = 5.0
 SEND_TIMEOUT_S = 10.0
+SNAPSHOT_ORDERS = 50
+
+
+class _ClientTooSlow(Exception):
+    """The client did not take a message within SEND_TIMEOUT_S."""
+
+
+# The client is gone, or too slow.
+_CLIENT_GONE = (WebSocketDisconnect, _ClientTooSlow, RuntimeError)
+# PostgreSQL or Redis did not answer (a query timing out too): close 1011, the client
+# reconnects.
+_BACKEND_DOWN: tuple[type[Exception], ...] = (
+    *DATABASE_ERRORS, RedisError, ConnectionError, TimeoutError)
+
+
+async def _send(websocket: WebSocket, text: str) -> None:
+    # asyncio.timeout, not wait_for: wait_for wraps every send in a task of its own.
+    try:
+        async with asyncio.timeout(SEND_TIMEOUT_S):
+            await websocket.send_text(text)
+    except TimeoutError:
+        raise _ClientTooSlow from None
 
 
 class _Stream:
-    def __init__(self, websocket: WebSocket, services: Services, order_id: uuid.UUID) -> None:
+    """What one watcher of one order has been sent: each seq once, in order."""
+
+    __slots__ = ("done", "services", "sub", "ws")
+
+    def __init__(self, websocket: WebSocket, services: Services,
+                 subscription: Subscription) -> None:
         self.ws = websocket
         self.services = services
-        self.order_id = order_id
-        self.last_seq = 0
+        self.sub = subscription  # its seen_seq is the last seq sent
         self.done = False
 
     async def send(self, message: dict[str, Any], text: str | None = None) -> None:
         seq = int(message["seq"])
-        if seq <= self.last_seq:
+        if seq <= self.sub.seen_seq:
             return  # already sent
-        await asyncio.wait_for(self.ws.send_text(text or orjson.dumps(message).decode()),
-                               SEND_TIMEOUT_S)
-        self.last_seq = seq
+        await _send(self.ws, text or orjson.dumps(message).decode())
+        self.sub.seen_seq = seq
         if OrderStatus(message["status"]).is_terminal:
             self.done = True
 
-    async def catch_up(self) -> None:
-        for event in await self.services.orders.events(self.order_id, self.last_seq):
+    async def send_events(self, events: list[EventRecord]) -> None:
+        for event in events:
             await self.send(event.to_message())
 
+    async def catch_up(self) -> None:
+        await self.send_events(
+            await self.services.orders.events(self.sub.order_id, self.sub.seen_seq))
+
     async def on_live(self, live: LiveEvent) -> None:
-        if live is RESYNC or int(live.message["seq"]) > self.last_seq + 1:
+        if live is RESYNC or int(live.message["seq"]) > self.sub.seen_seq + 1:
             await self.catch_up()
         else:
             await self.send(live.message, live.text)
 
 
-async def _accept(websocket: WebSocket) -> uuid.UUID | None:
-    """Accept, then authenticate: the contract closes a bad key with 4401, which needs an
-    accepted socket. None (and closed) when the key is refused."""
-    authenticator: Authenticator = websocket.app.state.authenticator
-    await websocket.accept()
-    key_id = await authenticator.resolve(key_from(websocket.headers, websocket.query_params))
-    if key_id is None:
-        await websocket.close(CLOSE_UNAUTHORIZED, "invalid or missing API key")
-    return key_id
+def _socket_handler(
+    run: Callable[[WebSocket, uuid.UUID], Awaitable[None]],
+) -> Callable[[WebSocket], Awaitable[None]]:
+    """Accept, authenticate, run; however it ends, the socket ends closed. The contract
+    closes a bad key with 4401, which needs an accepted socket. A client gone is nothing
+    to report; PostgreSQL or Redis not answering closes 1011 (the client reconnects)."""
+
+    @functools.wraps(run)
+    async def handle(websocket: WebSocket) -> None:
+        authenticator: Authenticator = websocket.app.state.authenticator
+        await websocket.accept()
+        try:
+            # Not websocket.headers / .query_params: the socket would keep them for life.
+            key = key_from(Headers(raw=websocket.scope["headers"]),
+                           QueryParams(websocket.scope["query_string"]))
+            # Nothing reads them again, and the scope lives as long as the socket.
+            websocket.scope["headers"] = []
+            key_id = await authenticator.resolve(key)
+            if key_id is None:
+                await _close(websocket, CLOSE_UNAUTHORIZED, "invalid or missing API key")
+            else:
+                await run(websocket, key_id)
+        except _CLIENT_GONE:
+            pass
+        except _BACKEND_DOWN as exc:
+            log.warning("dependency unavailable", path=websocket.url.path,
+                        error=f"{type(exc).__name__}: {exc}")
+            await _close(websocket, CLOSE_INTERNAL_ERROR,
+                         "backing service unavailable; reconnect")
+        finally:
+            await _close(websocket, CLOSE_NORMAL)
+
+    return handle
 
 
-@router.websocket("/ws/orders/{order_id}")
-async def watch_order(websocket: WebSocket, order_id: str) -> None:
+async def _close(websocket: WebSocket, code: int, reason: str = "") -> None:
+    if websocket.application_state is WebSocketState.CONNECTED:
+        with contextlib.suppress(*_CLIENT_GONE):
+            await websocket.close(code, reason)
+
+
+async def _not_found(websocket: WebSocket, order_id: str) -> None:
+    await websocket.send_json(
+        {"type": "error", "code": "not_found", "message": f"order {order_id} not found"})
+    await _close(websocket, CLOSE_NOT_FOUND, "order not found")
+
+
+async def _latest_seqs(services: Services, order_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """The hub's recheck: each order's last seq (kept on the order, with each event)."""
+    async with services.sessions() as session:
+        rows = await session.execute(
+            select(Order.id, Order.last_seq).where(Order.id.in_(order_ids)))
+    return dict(rows.all())  # not dict(rows): a Result has keys() (its columns)
+
+
+@router.websocket_route("/ws/orders/{order_id}")
+@_socket_handler
+async def watch_order(websocket: WebSocket, key_id: uuid.UUID) -> None:
     services: Services = websocket.app.state.services
     hub: EventHub = websocket.app.state.hub
-    key_id = await _accept(websocket)
-    if key_id is None:
-        return
+    order_id: str = websocket.path_params["order_id"]
     try:
         oid = uuid.UUID(order_id)
-        await services.orders.get(oid, key_id)
-    except (ValueError, OrderNotFoundError):
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # client already gone
-            await websocket.send_json(
-                {"type": "error", "code": "not_found", "message": f"order {order_id} not found"}
-            )
-            await websocket.close(CLOSE_NOT_FOUND, "order not found")
+    except ValueError:
+        await _not_found(websocket, order_id)
         return
-
-    subscription = hub.subscribe(oid)
-    stream = _Stream(websocket, services, oid)
-    receiver = asyncio.create_task(_drain_client(websocket))
-    closing = asyncio.create_task(websocket.app.state.closing.wait())
+    # Started by the first watcher: the hub cannot reach PostgreSQL by itself.
+    hub.recheck_with(functools.partial(_latest_seqs, services), QUIET_RECHECK_S)
+    subscription = hub.subscribe(oid)  # before reading the history: nothing falls between
+    reader: asyncio.Task[None] | None = None
     try:
-        await stream.catch_up()
-        while not stream.done and not receiver.done() and not closing.done():
-            getter = asyncio.ensure_future(subscription.queue.get())
-            finished, _ = await asyncio.wait(
-                {getter, receiver, closing}, timeout=QUIET_RECHECK_S,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if getter in finished:
-                await stream.on_live(getter.result())
-            else:
-                getter.cancel()
-                if receiver in finished or closing in finished:
-                    break  # the client went away, or we are shutting down
-                await stream.catch_up()
-        if websocket.application_state is WebSocketState.CONNECTED:
-            if stream.done:
-                await websocket.close(CLOSE_NORMAL, "order reached a terminal status")
-            elif closing.done():
-                await websocket.close(CLOSE_GOING_AWAY, "server shutting down; reconnect")
-    except (WebSocketDisconnect, TimeoutError, RuntimeError):
-        pass  # client gone, or too slow to take a message within SEND_TIMEOUT_S
+        history = await services.orders.events(oid)
+        # An order's first event is committed with it: no history, or another key's,
+        # is the same "not found" (a foreign order's existence is not revealed).
+        if not history or history[0].api_key_id != key_id:
+            await _not_found(websocket, order_id)
+            return
+        reader = asyncio.create_task(_end_when_client_leaves(websocket, subscription))
+        stream = _Stream(websocket, services, subscription)
+        await stream.send_events(history)
+        del history  # else kept, in this frame, as long as the socket
+        while not stream.done:
+            batch = await subscription.wait()
+            if subscription.ended is not None:
+                break
+            for live in batch:
+                await stream.on_live(live)
+        if stream.done:
+            await _close(websocket, CLOSE_NORMAL, "order reached a terminal status")
+        elif subscription.ended is Ended.SHUTDOWN:
+            await _close(websocket, CLOSE_GOING_AWAY, "server shutting down; reconnect")
     finally:
-        await _release(subscription, closing, receiver)
-        if websocket.application_state is WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                await websocket.close(CLOSE_NORMAL)
+        await _release(subscription, reader)
 
 
-async def _drain_client(websocket: WebSocket) -> None:
-    """Read (and ignore) what the client sends, so a disconnect is noticed at once."""
-    with contextlib.suppress(WebSocketDisconnect):
-        while True:
-            await websocket.receive()
-            # receive() returns the disconnect message rather than raising.
-            if websocket.client_state is WebSocketState.DISCONNECTED:
-                return
+async def _end_when_client_leaves(websocket: WebSocket, subscription: Subscription) -> None:
+    """Read (and ignore) what the client sends; when it goes away, end the subscription,
+    which wakes the sender at once."""
+    try:
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+    finally:
+        subscription.end(Ended.CLIENT_GONE)
 
 
-SNAPSHOT_ORDERS = 50
+async def _snapshot(services: Services, key_id: uuid.UUID) -> str:
+    """The firehose's first message. A function of its own so that the orders read for
+    it are freed as soon as it is made: kept for the socket's life, they were most of an
+    idle firehose's memory (about 250 KiB)."""
+    orders, _ = await services.orders.list_page(key_id, None, SNAPSHOT_ORDERS, None)
+    return orjson.dumps(
+        {"type": "snapshot", "orders": [order_to_json(o) for o in orders]}).decode()
 
 
-@router.websocket("/ws/orders")
-async def watch_all_orders(websocket: WebSocket) -> None:
+@router.websocket_route("/ws/orders")
+@_socket_handler
+async def watch_all_orders(websocket: WebSocket, key_id: uuid.UUID) -> None:
     """Every event of every order of the key (for dashboards): a snapshot of the recent
     orders, then live events. `{"type": "resync"}` when some were dropped for a slow reader
     (refetch `GET /api/orders`); closes 1001 when the server shuts down."""
     services: Services = websocket.app.state.services
     hub: EventHub = websocket.app.state.hub
-    key_id = await _accept(websocket)
-    if key_id is None:
-        return
     # Subscribe before reading the snapshot: nothing falls between the two (the client
     # keeps, per order, the event with the highest seq).
     subscription = hub.subscribe_key(key_id)
-    receiver = asyncio.create_task(_drain_client(websocket))
-    closing = asyncio.create_task(websocket.app.state.closing.wait())
+    reader = asyncio.create_task(_end_when_client_leaves(websocket, subscription))
     try:
-        orders, _ = await services.orders.list_page(key_id, None, SNAPSHOT_ORDERS, None)
-        await _send(websocket, orjson.dumps(
-            {"type": "snapshot", "orders": [order_to_json(o) for o in orders]}).decode())
-        while not receiver.done() and not closing.done():
-            getter = asyncio.ensure_future(subscription.queue.get())
-            finished, _ = await asyncio.wait({getter, receiver, closing},
-                                             return_when=asyncio.FIRST_COMPLETED)
-            if getter not in finished:
-                getter.cancel()
+        await _send(websocket, await _snapshot(services, key_id))
+        while True:
+            batch = await subscription.wait()
+            if subscription.ended is not None:
                 break
-            await _send(websocket, getter.result().text)  # RESYNC: {"type": "resync"}
-        if closing.done() and websocket.application_state is WebSocketState.CONNECTED:
-            await websocket.close(CLOSE_GOING_AWAY, "server shutting down; reconnect")
-    except (WebSocketDisconnect, TimeoutError, RuntimeError):
-        pass
+            for live in batch:
+                await _send(websocket, live.text)  # RESYNC: {"type": "resync"}
+        if subscription.ended is Ended.SHUTDOWN:
+            await _close(websocket, CLOSE_GOING_AWAY, "server shutting down; reconnect")
     finally:
-        await _release(subscription, closing, receiver)
+        await _release(subscription, reader)
 
 
-async def _send(websocket: WebSocket, text: str) -> None:
-    await asyncio.wait_for(websocket.send_text(text), SEND_TIMEOUT_S)
-
-
-async def _release(subscription: Subscription, *tasks: asyncio.Task[Any]) -> None:
-    """Unsubscribe and stop the helper tasks of a connection that is over."""
+async def _release(subscription: Subscription, reader: asyncio.Task[None] | None) -> None:
+    """Unsubscribe, and stop the reading task of a connection that is over."""
     subscription.close()
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
+    if reader is not None:
+        reader.cancel()
         with contextlib.suppress(BaseException):
-            await task
+            await reader
