@@ -328,6 +328,16 @@ def bench_e2e(
 def bench_ws(
     sockets: Annotated[int, typer.Option(min=1, help="Idle watchers to hold.")] = 1000,
     orders_count: Annotated[int, typer.Option("--orders", min=1)] = 200,
+    rate: Annotated[float | None, typer.Option(min=0.1, help=(
+        "Orders per second: a steady flow. Without it, every order at once (a flood: "
+        "workers, API and this client then compete for the CPU)."))] = None,
+    watchers_per_order: Annotated[int, typer.Option(
+        min=1, help="Watchers opened on each order at its acknowledgement.")] = 1,
+    idle_api_key: Annotated[str | None, typer.Option(
+        envvar="ORDER_ENGINE_IDLE_API_KEY", help=(
+            "A key with no orders of its own (order-engine keys create --name bench-idle): "
+            "the idle watchers follow its firehose and are held while the orders flow. "
+            "Without it they are closed before."))] = None,
     url: UrlOption = "http://127.0.0.1:3000",
     api_key: KeyOption = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
@@ -335,24 +345,28 @@ def bench_ws(
 ) -> None:
     """Hold N idle WebSocket watchers while orders flow, each order watched from its
     acknowledgement: delivery delay from commit to client p50/p99, the API's memory per
-    idle socket, and dropped or duplicated events (0). --plot draws the delivery delays.
+    idle socket (meaningful on a freshly started API only), and dropped, duplicated or
+    stray events (0). --plot draws the delivery delays.
 
-    Example: [cyan]order-engine bench ws --sockets 2000 --orders 200[/]
+    Example: [cyan]order-engine bench ws --sockets 10000 --orders 1000 --rate 50 --idle-api-key K[/]
     """
     from order_engine.bench.ws import run_ws
 
     key = _require_key(api_key)
     _check_plot_path(plot)
-    result = asyncio.run(run_ws(url, key, sockets, orders_count))
+    result = asyncio.run(run_ws(url, key, sockets, orders_count, idle_key=idle_api_key,
+                                watchers_per_order=watchers_per_order, rate=rate))
     figures = result.summary()
     _bench_output("WebSocket fan-out", figures, json_out)
+    held = "held" if idle_api_key else "closed before the orders"
     _write_plot(
         plot, {"delivery delay, event commit → client": result.delivery_ms},
-        f"bench ws: {figures['watchers']:,} watchers on {figures['orders']:,} orders "
-        f"({sockets:,} idle sockets for memory)\n{figures['deliveries']:,} deliveries, "
+        f"bench ws: {figures['watchers']:,} watchers on {figures['orders']:,} orders, "
+        f"{sockets:,} idle sockets {held}\n{figures['deliveries']:,} live deliveries, "
         f"{figures['missing']:,} missing, {figures['duplicated']:,} duplicated",
     )
-    if figures["missing"] or figures["duplicated"]:
+    if any(figures[name] for name in ("missing", "duplicated", "incomplete_watchers",
+                                      "idle_dropped", "idle_stray_messages")):
         raise typer.Exit(1)
 
 

@@ -105,10 +105,18 @@ async def test_bench_ingest_and_e2e_report_their_figures(stack: Stack, tmp_path:
 
 async def test_bench_ws_reports_every_event_delivered_once(stack: Stack, tmp_path: Path) -> None:
     out = tmp_path / "ws.json"
+    idle_key, _ = await stack.services.api_keys.create("bench-idle")
     result = await _cli(stack, "bench", "ws", "--sockets", "20", "--orders", "5",
+                        "--watchers-per-order", "2", "--rate", "20", "--idle-api-key", idle_key,
                         "--url", stack.base_url, "--api-key", API_KEY, "--json", str(out))
     assert result.returncode == 0, result.stderr
     figures = orjson.loads(out.read_bytes())
-    assert figures["watchers"] == 20
-    assert figures["deliveries"] == 20 * 5  # five statuses, four watchers per order
-    assert figures["missing"] == figures["duplicated"] == 0
+    assert figures["watchers"] == 10
+    # Five statuses for each watcher: live, or from the history if committed before it
+    # connected.
+    assert figures["deliveries"] + figures["replayed"] == 10 * 5
+    assert figures["missing"] == figures["duplicated"] == figures["incomplete_watchers"] == 0
+    # The idle watchers were held through the run, and got nothing of another key's.
+    assert figures["idle_held_during_flow"] is True
+    assert figures["idle_dropped"] == figures["idle_stray_messages"] == 0
+    assert figures["peak_open_sockets"] >= 21

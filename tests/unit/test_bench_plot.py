@@ -10,7 +10,8 @@ import pytest
 from matplotlib.image import imread
 from typer.testing import CliRunner
 
-from order_engine.bench.plot import format_ms, percentile, plot_latency_distributions
+from order_engine.bench.plot import format_ms, plot_latency_distributions
+from order_engine.bench.stats import percentile
 from order_engine.cli import app
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import orjson
+
+from order_engine.bench.stats import percentile
 
 PAIRS = (("SOL", "USDC", "0.5"), ("USDC", "SOL", "75"), ("SOL", "USDT", "0.4"),
          ("JUP", "USDC", "40"), ("USDC", "USDT", "50"))
@@ -35,10 +36,7 @@ class LoadResult:
         return (self.requests - self.errors) / self.seconds if self.seconds else 0.0
 
     def percentile(self, q: float) -> float:
-        if not self.latencies_ms:
-            return 0.0
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+        return percentile(sorted(self.latencies_ms), q)
 
     def summary(self) -> dict[str, float | int]:
         return {
@@ -80,12 +78,14 @@ async def post_orders(
     base_url: str, key: str, connections: int, *, duration_s: float | None = None,
     total: int | None = None, on_progress: Callable[[int], None] | None = None,
     on_accepted: Callable[[str], None] | None = None,
-    slots: asyncio.Semaphore | None = None,
+    slots: asyncio.Semaphore | None = None, rate: float | None = None,
 ) -> LoadResult:
     """POST orders over `connections` keep-alive connections, for `duration_s` seconds or
     until `total` orders were acknowledged, whichever is given. With `slots`, each POST
     first takes a slot; a refused order gives it back at once, an accepted one holds it
-    until the caller releases it (closed loop: a bounded number of orders in flight)."""
+    until the caller releases it (closed loop: a bounded number of orders in flight).
+    With `rate`, the n-th order is sent no sooner than n / rate seconds in (a steady
+    flow rather than a flood)."""
     parts = urlsplit(base_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     result = LoadResult()
@@ -110,6 +110,8 @@ async def post_orders(
                     if slots is not None:
                         slots.release()
                     break
+                if rate is not None:
+                    await asyncio.sleep(started + (index - 1) / rate - time.perf_counter())
                 sent = time.perf_counter()
                 writer.write(order_request(f"{host}:{port}", key, index))
                 status, body = await _read_response(reader)
@@ -136,10 +138,6 @@ async def post_orders(
     return result
 
 
-def new_key_name() -> str:
-    return f"bench-{uuid.uuid4().hex[:8]}"
-
-
 @dataclass
 class E2eResult:
     submitted: LoadResult
@@ -159,9 +157,7 @@ class E2eResult:
 
     def summary(self) -> dict[str, object]:
         def pct(samples: list[float], q: float) -> float:
-            ordered = sorted(samples)
-            return round(ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))], 2) \
-                if ordered else 0.0
+            return round(percentile(sorted(samples), q), 2)
 
         exactly_once = (self.landed_ok_per_order.get(1, 0) == self.confirmed
                         and set(self.landed_ok_per_order) <= {0, 1})

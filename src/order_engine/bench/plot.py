@@ -20,17 +20,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, PercentFormatter
 
+from order_engine.bench.stats import percentile
+
 QUANTILES = (50.0, 90.0, 99.0)
 _MARKERS = {50.0: "o", 90.0: "s", 99.0: "^"}
 _LINESTYLES = {50.0: "-", 90.0: "--", 99.0: ":"}
 LOG_X_RANGE = 20.0  # log-x when max / min of the positive samples is at least this...
 MAX_NON_POSITIVE_SHARE = 0.05  # ...and at most this share of all samples is <= 0
 MAX_BINS = 60
-
-
-def percentile(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of already sorted samples, as `LoadResult.percentile`."""
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
 def format_ms(value: float) -> str:
