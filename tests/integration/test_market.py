@@ -7,6 +7,7 @@ import dataclasses
 import random
 from fractions import Fraction
 
+from order_engine.domain.dlmm import DlmmPool
 from order_engine.market.chain import SimulatedChain
 from order_engine.market.config import load_market_config
 from order_engine.market.pool_codec import fee_fraction, mints_of, spot_price
@@ -87,3 +88,27 @@ async def test_the_ledger_adds_up_at_every_instant_while_the_market_trades(
         await task
     assert market.trades_sent > 30
     assert audits == [[]] * 30
+
+
+async def test_a_dlmm_pool_pushed_past_its_bins_does_not_stop_the_market(stack: Stack) -> None:
+    """When the reference walks beyond a DLMM pool's bins, arbitrage empties one side of
+    it. The market must go on trading every pool, and buy that pool back when it can."""
+    config = load_market_config()
+    pools = await stack.services.chain.get_pools()
+    pool = next(p for p in pools if isinstance(p, DlmmPool))
+    no_quote = dataclasses.replace(pool, bins=tuple(b._replace(amount_y=0) for b in pool.bins))
+    market = MarketSimulator(stack.services.chain, config, random.Random(1))
+    key = mints_of(pool)
+    pair = next(p for p in config.pairs if (p.base.mint, p.quote.mint) == key)
+    price = 1 / spot_price(no_quote, pool.mint_y)  # quote per base, from the base side
+    reference = float(price) * 10**pair.base.decimals / 10**pair.quote.decimals
+
+    market.reference[key] = reference * 1.05  # above the pool: buy its base with quote
+    trades = market.trades_for([p if p is not pool else no_quote for p in pools], 0)
+    bought = [t for t in trades if t.pool is no_quote and t.reason == "arbitrage"]
+    assert [t.input_mint for t in bought] == [pool.mint_y]
+    assert {t.pool.pool_id for t in trades if t.pool is not no_quote} != set()
+
+    market.reference[key] = reference * 0.95  # below: it would sell base, but cannot
+    trades = market.trades_for([no_quote], 0)
+    assert [t for t in trades if t.reason == "arbitrage"] == []

@@ -37,6 +37,7 @@ from order_engine.market.programs import (
     pool_address,
 )
 from order_engine.market.transactions import engine_wallet, sign_transaction
+from order_engine.store.db import DATABASE_ERRORS
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +63,9 @@ def arbitrage_trade(pool: AnyPool, target: Fraction, threshold: Fraction, now_ts
     """The trade that brings the pool's price (quote per base) back to `target`, if it is
     further off than `threshold` (a fraction, fees included by the caller)."""
     base, quote = mints_of(pool)
-    spot = spot_price(pool, base)  # quote out per base in
+    spot = _price(pool)
+    if spot is None:
+        return None
     if spot > target * (1 + threshold):
         sell = base  # pool pays too much quote for base: sell it base, price falls
     elif spot < target * (1 - threshold):
@@ -76,7 +79,9 @@ def arbitrage_trade(pool: AnyPool, target: Fraction, threshold: Fraction, now_ts
             _, after = swap(pool, sell, amount, now_ts)
         except InsufficientLiquidityError:
             return True
-        price = spot_price(after, base)
+        price = _price(after)
+        if price is None:
+            return True
         return price <= target if sell == base else price >= target
 
     low, high = 0, max(1, reserve // 2)
@@ -91,6 +96,21 @@ def arbitrage_trade(pool: AnyPool, target: Fraction, threshold: Fraction, now_ts
         else:
             low = middle
     return Trade(pool, sell, low, "arbitrage") if low > 0 else None
+
+
+def _price(pool: AnyPool) -> Fraction | None:
+    """Quote per base at the margin. A DLMM pool pushed past its bins holds no quote to
+    pay out for base: its price is then read from the other side. None if it holds
+    neither (it cannot trade at all)."""
+    base, quote = mints_of(pool)
+    try:
+        return spot_price(pool, base)
+    except InsufficientLiquidityError:
+        pass
+    try:
+        return 1 / spot_price(pool, quote)
+    except InsufficientLiquidityError:
+        return None
 
 
 class MarketSimulator:
@@ -111,7 +131,7 @@ class MarketSimulator:
         while not stop.is_set():
             try:
                 await self.tick(self._config.tick_seconds)
-            except (OSError, ExecutionError) as exc:
+            except (OSError, ExecutionError, *DATABASE_ERRORS) as exc:  # next tick retries
                 log.warning("market tick failed", error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._config.tick_seconds)
