@@ -42,6 +42,7 @@ from order_engine.store.db import DATABASE_ERRORS
 log = structlog.get_logger(__name__)
 
 SEARCH_STEPS = 48
+TICK_ERRORS: tuple[type[Exception], ...] = (OSError, ExecutionError, *DATABASE_ERRORS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +132,7 @@ class MarketSimulator:
         while not stop.is_set():
             try:
                 await self.tick(self._config.tick_seconds)
-            except (OSError, ExecutionError, *DATABASE_ERRORS) as exc:  # next tick retries
+            except TICK_ERRORS as exc:  # the next tick tries again
                 log.warning("market tick failed", error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._config.tick_seconds)
