@@ -34,7 +34,7 @@ from order_engine.domain.tokens import token_by_mint
 from order_engine.events import EventPublisher
 from order_engine.market.chain import SLIPPAGE_ERROR, SimulatedChain
 from order_engine.market.programs import memo_instruction
-from order_engine.market.transactions import sign_transaction
+from order_engine.market.transactions import SignedTransaction, sign_transaction
 from order_engine.market.venues import SimulatedVenue
 from order_engine.quoting import execution_steps, quote_route, route_instruction
 from order_engine.store.models import Order
@@ -83,7 +83,7 @@ class OrderExecutor:
 
     async def execute(self, order_id: uuid.UUID) -> OrderStatus:
         """Drive the order until it is terminal; raises RetryLater to come back later."""
-        order = await self._repo.get(order_id)
+        order = await self._start(order_id)
         while not S(order.status).is_terminal:
             try:
                 order = await self._step(order)
@@ -104,15 +104,27 @@ class OrderExecutor:
         await self._move(order, S.FAILED, {"reason": reason}, failure_reason=reason)
         return True
 
+    async def _start(self, order_id: uuid.UUID) -> Order:
+        """The order, moved to `routing` if it was new. Most jobs start a new order:
+        moving it without reading it first saves a round trip; otherwise it is read."""
+        try:
+            return await self._new_attempt(order_id, S.PENDING, None)
+        except StaleStatusError:
+            return await self._repo.get(order_id)
+
+    async def _new_attempt(self, order_id: uuid.UUID, previous: OrderStatus,
+                           entered_at: datetime | None) -> Order:
+        # A previous attempt's transaction is dead by now (dropped, expired or landed
+        # with an error), so it is cleared.
+        return await self._move_from(
+            order_id, previous, entered_at, S.ROUTING, {}, new_attempt=True,
+            tx_signature=None, tx_bytes=None, tx_last_valid_slot=None,
+        )
+
     async def _step(self, order: Order) -> Order:
         status = S(order.status)
         if status in (S.PENDING, S.RETRYING):
-            # A new attempt; a previous attempt's transaction is dead by now (dropped,
-            # expired or landed with an error), so it is cleared.
-            return await self._move(
-                order, S.ROUTING, {}, new_attempt=True,
-                tx_signature=None, tx_bytes=None, tx_last_valid_slot=None,
-            )
+            return await self._new_attempt(order.id, status, order.updated_at)
         if status is S.ROUTING:
             return await self._route(order)
         if status is S.BUILDING:
@@ -122,6 +134,9 @@ class OrderExecutor:
         raise AssertionError(f"no step for status {status}")
 
     async def _route(self, order: Order) -> Order:
+        """Quote, choose the route, and sign its transaction: the move to `building`
+        stores the route and the signed transaction together (one commit), so the
+        transaction is stored before it is sent."""
         plan = await quote_route(
             list(self._venues.values()), order.input_mint, order.output_mint,
             order.amount_in, self._quote_timeout_s,
@@ -130,6 +145,8 @@ class OrderExecutor:
         token_out = token_by_mint(order.output_mint)
         quotes, legs, summary = venue_quotes(plan, list(plan.paths)), route_legs(plan), (
             route_summary(plan))
+        steps = execution_steps(plan)
+        signed, last_valid_slot = await self._sign(order, steps, minimum)
         return await self._move(
             order,
             S.BUILDING,
@@ -142,10 +159,25 @@ class OrderExecutor:
             },
             quotes=quotes,
             route=legs,
-            routing={**summary, "steps": execution_steps(plan)},
+            routing={**summary, "steps": steps},
             expected_amount_out=plan.amount_out,
             min_amount_out=minimum,
+            tx_signature=signed.signature,
+            tx_bytes=signed.raw,
+            tx_last_valid_slot=last_valid_slot,
         )
+
+    async def _sign(self, order: Order, steps: list[dict[str, Any]],
+                    minimum: int) -> tuple[SignedTransaction, int]:
+        """The order's swap transaction, signed, and the last slot it can land in."""
+        latest = await self._chain.get_latest_blockhash()
+        owner = self._wallet.pubkey()
+        route = route_instruction(steps, owner, order.input_mint, order.output_mint, minimum)
+        memo = memo_instruction(f"order-engine:{order.id}:{order.attempts}", owner)
+        signed = sign_transaction(
+            self._wallet, [memo, route.to_instruction()], latest.blockhash
+        )
+        return signed, latest.last_valid_slot
 
     async def _build_and_send(self, order: Order) -> Order:
         if order.tx_signature is not None and order.tx_bytes is not None:
@@ -157,18 +189,14 @@ class OrderExecutor:
             if await self._chain.is_blockhash_valid(order.tx_last_valid_slot):
                 await self._chain.send_transaction(order.tx_bytes)
                 return await self._move(order, S.SUBMITTED, {"txHash": order.tx_signature})
+        # Its blockhash expired before it landed (or an order routed before transactions
+        # were signed while routing): a new transaction, stored before it is sent.
         if not order.routing or order.min_amount_out is None:
             raise PermanentError("order is building but has no stored route")
-        latest = await self._chain.get_latest_blockhash()
-        owner = self._wallet.pubkey()
-        route = route_instruction(order.routing["steps"], owner, order.input_mint,
-                                  order.output_mint, order.min_amount_out)
-        memo = memo_instruction(f"order-engine:{order.id}:{order.attempts}", owner)
-        signed = sign_transaction(
-            self._wallet, [memo, route.to_instruction()], latest.blockhash
-        )
+        signed, last_valid_slot = await self._sign(order, order.routing["steps"],
+                                                   order.min_amount_out)
         await self._repo.record_transaction(
-            order.id, order.tx_signature, signed.signature, signed.raw, latest.last_valid_slot
+            order.id, order.tx_signature, signed.signature, signed.raw, last_valid_slot
         )
         await self._chain.send_transaction(signed.raw)
         return await self._move(order, S.SUBMITTED, {"txHash": signed.signature})
@@ -240,11 +268,24 @@ class OrderExecutor:
         new_attempt: bool = False,
         **fields: Any,
     ) -> Order:
-        previous, entered_at = expected or S(order.status), order.updated_at
+        return await self._move_from(order.id, expected or S(order.status), order.updated_at,
+                                     target, payload, new_attempt=new_attempt, **fields)
+
+    async def _move_from(
+        self,
+        order_id: uuid.UUID,
+        previous: OrderStatus,
+        entered_at: datetime | None,  # when it entered `previous`; None: at creation
+        target: OrderStatus,
+        payload: dict[str, Any],
+        *,
+        new_attempt: bool = False,
+        **fields: Any,
+    ) -> Order:
         updated, event = await self._repo.transition(
-            order.id, previous, target, payload, new_attempt=new_attempt, **fields,
+            order_id, previous, target, payload, new_attempt=new_attempt, **fields,
         )
-        _observe(previous, entered_at, updated, event.created_at)
+        _observe(previous, entered_at or updated.created_at, updated, event.created_at)
         await self._publisher.publish(event)
         return updated
 
