@@ -58,6 +58,8 @@ SLOT_SECONDS = 0.4
 MIN_LATENCY_SCALE_FOR_SLOTS = 0.1
 # The program error Raydium returns when output is below minimum_amount_out.
 SLIPPAGE_ERROR = "ExceededSlippage: output below minimum_amount_out"
+_STATUS_SQL = ("SELECT signature, slot, err, amount_out, confirmed_at FROM chain.transactions "
+               "WHERE signature = ANY($1::text[])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,22 +340,28 @@ class SimulatedChain:
     async def get_signature_status(self, signature: str) -> SignatureStatus | None:
         return await self._status_reads.submit(signature)
 
+    async def expired_status(self, raw: bytes) -> SignatureStatus | None:
+        """The status of a transaction whose blockhash has expired; None means it never
+        landed and never will (a block refuses an expired blockhash).
+
+        Read holding the locks on its pools: a block that checked the blockhash before it
+        expired holds them until it commits, so it has landed the transaction or let it
+        go by the time this reads, and every later block finds the blockhash expired.
+        Without the locks, "not landed" could be read while such a block is committing.
+        """
+        pending = _decode_swap(raw)
+        async with self._pg.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT 1 FROM chain.pools WHERE address = ANY($1::text[]) "
+                "ORDER BY pool_id FOR UPDATE", list(pending.addresses))
+            rows = await conn.fetch(_STATUS_SQL, [pending.signature])
+        return _statuses([pending.signature], rows)[0]
+
     async def _read_statuses(
         self, signatures: list[str],
     ) -> list[SignatureStatus | Exception | None]:
         """The statuses asked for at the same time, in one query."""
-        rows = {row["signature"]: row for row in await self._pg.fetch(
-            "SELECT signature, slot, err, amount_out, confirmed_at FROM chain.transactions "
-            "WHERE signature = ANY($1::text[])", signatures)}
-        now = datetime.now(UTC)
-        return [None if (row := rows.get(signature)) is None else SignatureStatus(
-            signature=signature,
-            slot=row["slot"],
-            err=row["err"],
-            amount_out=None if row["amount_out"] is None else int(row["amount_out"]),
-            confirmed=now >= row["confirmed_at"],
-            confirmed_at=row["confirmed_at"],
-        ) for signature in signatures]
+        return list(_statuses(signatures, await self._pg.fetch(_STATUS_SQL, signatures)))
 
     async def _sleep(self, low: float, high: float) -> None:
         if self.latency_scale > 0:
@@ -451,3 +459,18 @@ def _execute_route(
     if any(mint != output_mint for mint, _ in carry.values()):
         raise PermanentError("invalid route: a path does not end in the output token")
     return legs, sum(amount for _, amount in carry.values())
+
+
+def _statuses(signatures: list[str],
+              rows: list[asyncpg.Record]) -> list[SignatureStatus | None]:
+    """Each signature's status from its `_STATUS_SQL` row; None if it has not landed."""
+    by_signature = {row["signature"]: row for row in rows}
+    now = datetime.now(UTC)
+    return [None if (row := by_signature.get(signature)) is None else SignatureStatus(
+        signature=signature,
+        slot=row["slot"],
+        err=row["err"],
+        amount_out=None if row["amount_out"] is None else int(row["amount_out"]),
+        confirmed=now >= row["confirmed_at"],
+        confirmed_at=row["confirmed_at"],
+    ) for signature in signatures]

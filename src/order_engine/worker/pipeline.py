@@ -9,6 +9,7 @@ chain about that signature before it builds anything new.
 from __future__ import annotations
 
 import asyncio
+import enum
 import random
 import uuid
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from order_engine.domain.orders import OrderStatus, min_amount_out, retry_delay_
 from order_engine.domain.routing import route_legs, route_summary, venue_quotes
 from order_engine.domain.tokens import token_by_mint
 from order_engine.events import EventPublisher
-from order_engine.market.chain import SLIPPAGE_ERROR, SimulatedChain
+from order_engine.market.chain import SLIPPAGE_ERROR, SignatureStatus, SimulatedChain
 from order_engine.market.programs import memo_instruction
 from order_engine.market.transactions import SignedTransaction, sign_transaction
 from order_engine.market.venues import SimulatedVenue
@@ -90,7 +91,10 @@ class OrderExecutor:
             except StaleStatusError:
                 order = await self._repo.get(order_id)  # another run moved it: carry on
             except ExecutionError as error:
-                order = await self._fail_or_retry(order, error)
+                try:
+                    order = await self._fail_or_retry(order, error)
+                except StaleStatusError:  # another run moved it first: carry on from there
+                    order = await self._repo.get(order_id)
         return S(order.status)
 
     async def fail_after_bug(self, order_id: uuid.UUID, error: BaseException) -> bool:
@@ -114,12 +118,10 @@ class OrderExecutor:
 
     async def _new_attempt(self, order_id: uuid.UUID, previous: OrderStatus,
                            entered_at: datetime | None) -> Order:
-        # A previous attempt's transaction is dead by now (dropped, expired or landed
-        # with an error), so it is cleared.
-        return await self._move_from(
-            order_id, previous, entered_at, S.ROUTING, {}, new_attempt=True,
-            tx_signature=None, tx_bytes=None, tx_last_valid_slot=None,
-        )
+        # The previous attempt's transaction, if any, stays stored: routing decides
+        # whether it may still land (then it is sent again) or is dead (then replaced).
+        return await self._move_from(order_id, previous, entered_at, S.ROUTING, {},
+                                     new_attempt=True)
 
     async def _step(self, order: Order) -> Order:
         status = S(order.status)
@@ -136,13 +138,26 @@ class OrderExecutor:
     async def _route(self, order: Order) -> Order:
         """Quote, choose the route, and sign its transaction: the move to `building`
         stores the route and the signed transaction together (one commit), so the
-        transaction is stored before it is sent."""
+        transaction is stored before it is sent.
+
+        Unless a previous attempt's transaction may still land or has landed (another
+        run may have sent it after this one's send was dropped): then that one goes on,
+        as it is, and no second swap is signed."""
+        fate, status = await self._fate(order)
+        if fate is _Fate.MAY_LAND or (status is not None and status.err is None):
+            # Stored with the transaction, in the same move.
+            assert order.routing is not None
+            assert order.expected_amount_out is not None
+            assert order.min_amount_out is not None
+            summary = {k: v for k, v in order.routing.items() if k != "steps"}
+            return await self._move(order, S.BUILDING, _building_payload(
+                order, order.quotes, order.route, summary, order.expected_amount_out,
+                order.min_amount_out))
         plan = await quote_route(
             list(self._venues.values()), order.input_mint, order.output_mint,
             order.amount_in, self._quote_timeout_s,
         )
         minimum = min_amount_out(plan.amount_out, order.slippage_bps)
-        token_out = token_by_mint(order.output_mint)
         quotes, legs, summary = venue_quotes(plan, list(plan.paths)), route_legs(plan), (
             route_summary(plan))
         steps = execution_steps(plan)
@@ -150,13 +165,7 @@ class OrderExecutor:
         return await self._move(
             order,
             S.BUILDING,
-            {
-                "quotes": quotes,
-                "route": legs,
-                **summary,
-                "expectedAmountOut": format_amount(plan.amount_out, token_out),
-                "minAmountOut": format_amount(minimum, token_out),
-            },
+            _building_payload(order, quotes, legs, summary, plan.amount_out, minimum),
             quotes=quotes,
             route=legs,
             routing={**summary, "steps": steps},
@@ -180,17 +189,16 @@ class OrderExecutor:
         return signed, latest.last_valid_slot
 
     async def _build_and_send(self, order: Order) -> Order:
-        if order.tx_signature is not None and order.tx_bytes is not None:
-            # A run before us signed (and maybe sent) this; never build a second swap
-            # while the first could still land.
-            if await self._chain.get_signature_status(order.tx_signature) is not None:
-                return await self._move(order, S.SUBMITTED, {"txHash": order.tx_signature})
-            assert order.tx_last_valid_slot is not None
-            if await self._chain.is_blockhash_valid(order.tx_last_valid_slot):
-                await self._chain.send_transaction(order.tx_bytes)
-                return await self._move(order, S.SUBMITTED, {"txHash": order.tx_signature})
-        # Its blockhash expired before it landed (or an order routed before transactions
-        # were signed while routing): a new transaction, stored before it is sent.
+        # Never a second swap while the stored one could still land.
+        fate, _ = await self._fate(order)
+        if fate is _Fate.LANDED:
+            return await self._move(order, S.SUBMITTED, {"txHash": order.tx_signature})
+        if fate is _Fate.MAY_LAND:
+            assert order.tx_bytes is not None
+            await self._chain.send_transaction(order.tx_bytes)
+            return await self._move(order, S.SUBMITTED, {"txHash": order.tx_signature})
+        # Its blockhash expired and it never landed (or an order routed before
+        # transactions were signed while routing): a new one, stored before it is sent.
         if not order.routing or order.min_amount_out is None:
             raise PermanentError("order is building but has no stored route")
         signed, last_valid_slot = await self._sign(order, order.routing["steps"],
@@ -206,10 +214,10 @@ class OrderExecutor:
         if signature is None or raw is None or last_valid is None:
             raise PermanentError("order is submitted but has no stored transaction")
         while True:
-            status = await self._chain.get_signature_status(signature)
-            if status is None:
-                if not await self._chain.is_blockhash_valid(last_valid):
-                    raise BlockhashExpiredError("transaction expired before it landed")
+            fate, status = await self._fate(order)
+            if fate is _Fate.DEAD:
+                raise BlockhashExpiredError("transaction expired before it landed")
+            if status is None:  # it may still land: send it again
                 await self._chain.send_transaction(raw)
                 continue
             if status.err is not None:
@@ -248,6 +256,14 @@ class OrderExecutor:
                                    self._rng.random())
             await self._move(order, S.RETRYING, {"error": error.message, "retryInMs": delay},
                              expected=current)
+            raise RetryLater(delay)
+        delay = retry_delay_ms(order.attempts, self._retry.base_ms, self._retry.max_ms,
+                               self._rng.random())
+        fate, status = await self._fate(await self._repo.get(order.id))
+        if fate is _Fate.MAY_LAND or (status is not None and status.err is None):
+            # Its transaction may still land, or did (another run sent it): failing the
+            # order now could fail a swap that happens. Come back until it lands or
+            # expires; the status stays as it is.
             raise RetryLater(delay)
         reason = error.message
         if isinstance(error, TransientError):
@@ -289,6 +305,40 @@ class OrderExecutor:
         await self._publisher.publish(event)
         return updated
 
+
+
+    async def _fate(self, order: Order) -> tuple[_Fate, SignatureStatus | None]:
+        """What became of the order's stored transaction, and its status if it landed."""
+        signature, raw, last_valid = order.tx_signature, order.tx_bytes, order.tx_last_valid_slot
+        if signature is None or raw is None or last_valid is None:
+            return _Fate.NONE, None
+        status = await self._chain.get_signature_status(signature)
+        if status is None and not await self._chain.is_blockhash_valid(last_valid):
+            # Expired by the clock: ask again once no block can be applying it.
+            status = await self._chain.expired_status(raw)
+            if status is None:
+                return _Fate.DEAD, None
+        return (_Fate.MAY_LAND, None) if status is None else (_Fate.LANDED, status)
+
+
+class _Fate(enum.Enum):
+    NONE = "no transaction stored"
+    MAY_LAND = "not landed yet, and its blockhash is still valid"
+    LANDED = "landed (with an error, or not)"
+    DEAD = "expired without landing: it never will"
+
+
+def _building_payload(order: Order, quotes: Any, legs: Any, summary: dict[str, Any],
+                      expected_out: int, minimum_out: int) -> dict[str, Any]:
+    """The `building` event: the quotes and the route the transaction executes."""
+    token_out = token_by_mint(order.output_mint)
+    return {
+        "quotes": quotes,
+        "route": legs,
+        **summary,
+        "expectedAmountOut": format_amount(expected_out, token_out),
+        "minAmountOut": format_amount(minimum_out, token_out),
+    }
 
 
 def _observe(previous: OrderStatus, entered_at: datetime, order: Order, at: datetime) -> None:
