@@ -24,7 +24,8 @@ async def _orders(stack: Stack, count: int) -> list[uuid.UUID]:
         for n in range(count)]
 
 
-async def test_moves_batched_together_keep_each_orders_own_transaction_bytes_and_nulls(stack: Stack) -> None:
+async def test_moves_batched_together_keep_each_orders_own_transaction_and_nulls(
+        stack: Stack) -> None:
     repo = stack.services.orders
     ids = await _orders(stack, 30)
     clear: dict[str, Any] = {"tx_signature": None, "tx_bytes": None, "tx_last_valid_slot": None}
