@@ -177,7 +177,7 @@ async def test_losing_the_race_to_retrying_does_not_fail_the_order(stack: Stack)
             await both_routing.wait()  # the first time, both runs are routing at once
             raise VenueTimeoutError("quote timed out")
 
-        run._route = route
+        run._route = route  # type: ignore[method-assign,assignment]
         return run
 
     leases = LeaseKeeper(services.redis, 5)
