@@ -143,8 +143,7 @@ class OrderExecutor:
         Unless a previous attempt's transaction may still land or has landed (another
         run may have sent it after this one's send was dropped): then that one goes on,
         as it is, and no second swap is signed."""
-        fate, status = await self._fate(order)
-        if fate is _Fate.MAY_LAND or (status is not None and status.err is None):
+        if _may_still_swap(*await self._fate(order)):
             # Stored with the transaction, in the same move.
             assert order.routing is not None
             assert order.expected_amount_out is not None
@@ -250,20 +249,12 @@ class OrderExecutor:
         current = S(order.status)
         log.info("attempt failed", order_id=str(order.id), attempt=order.attempts,
                  error=error.message, transient=error.transient)
-        if isinstance(error, TransientError) and order.attempts < self._retry.max_attempts:
-            metrics.RETRIES.labels(error.code).inc()
-            delay = retry_delay_ms(order.attempts, self._retry.base_ms, self._retry.max_ms,
-                                   self._rng.random())
-            await self._move(order, S.RETRYING, {"error": error.message, "retryInMs": delay},
-                             expected=current)
-            raise RetryLater(delay)
         delay = retry_delay_ms(order.attempts, self._retry.base_ms, self._retry.max_ms,
                                self._rng.random())
-        fate, status = await self._fate(await self._repo.get(order.id))
-        if fate is _Fate.MAY_LAND or (status is not None and status.err is None):
-            # Its transaction may still land, or did (another run sent it): failing the
-            # order now could fail a swap that happens. Come back until it lands or
-            # expires; the status stays as it is.
+        if isinstance(error, TransientError) and order.attempts < self._retry.max_attempts:
+            metrics.RETRIES.labels(error.code).inc()
+            await self._move(order, S.RETRYING, {"error": error.message, "retryInMs": delay},
+                             expected=current)
             raise RetryLater(delay)
         reason = error.message
         if isinstance(error, TransientError):
@@ -326,6 +317,11 @@ class _Fate(enum.Enum):
     MAY_LAND = "not landed yet, and its blockhash is still valid"
     LANDED = "landed (with an error, or not)"
     DEAD = "expired without landing: it never will"
+
+
+def _may_still_swap(fate: _Fate, status: SignatureStatus | None) -> bool:
+    """The stored transaction may still land, or landed without an error."""
+    return fate is _Fate.MAY_LAND or (status is not None and status.err is None)
 
 
 def _building_payload(order: Order, quotes: Any, legs: Any, summary: dict[str, Any],
