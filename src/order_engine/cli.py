@@ -370,6 +370,71 @@ def bench_ws(
         raise typer.Exit(1)
 
 
+
+DatabaseUrlOption = Annotated[str | None, typer.Option(envvar="DATABASE_URL", help=(
+    "The service's database."))]
+
+
+@bench_app.command("seed-history")
+def bench_seed_history(
+    orders_count: Annotated[int, typer.Option("--orders", min=1)] = 1_000_000,
+    api_key: KeyOption = None,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Give a key months of history: N finished orders (5 events each, one in 40 failed,
+    one every 5 s back from its oldest), written straight into PostgreSQL. For `bench
+    reads` and for running the other benches against a database that has a past.
+
+    Example: [cyan]order-engine bench seed-history --orders 1000000[/]
+    """
+    from order_engine.bench.history import seed_history
+
+    key = _require_key(api_key)
+    if not database_url:
+        raise _fail("--database-url (or DATABASE_URL) is needed to write the history")
+    with _progress("seeding") as progress:
+        task = progress.add_task("seed", total=orders_count)
+        figures = asyncio.run(seed_history(database_url, key, orders_count,
+                                           on_progress=lambda n: progress.advance(task, n)))
+    _bench_output("Seeded history", dict(figures), None)
+
+
+@bench_app.command("reads")
+def bench_reads_command(
+    depth: Annotated[list[int] | None, typer.Option(
+        help="Rows deep to read a page at (repeatable).")] = None,
+    repeats: Annotated[int, typer.Option(min=1, help="Requests per read.")] = 50,
+    url: UrlOption = "http://127.0.0.1:3000",
+    api_key: KeyOption = None,
+    database_url: DatabaseUrlOption = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
+) -> None:
+    """What a key's reads cost at its history's depth: `GET /api/orders?limit=100` at
+    several depths (plain and `status=failed`) and `/api/stats`, p50/p99/max, one request
+    at a time. Seed a history first (`bench seed-history`).
+
+    Example: [cyan]order-engine bench reads --depth 0 --depth 500000 --depth 990000[/]
+    """
+    from rich.table import Table
+
+    from order_engine.bench.history import bench_reads
+
+    key = _require_key(api_key)
+    if not database_url:
+        raise _fail("--database-url (or DATABASE_URL) is needed to find the deep cursors")
+    depths = tuple(depth or (0, 10_000, 100_000, 500_000, 990_000))
+    rows = asyncio.run(bench_reads(url, database_url, key, depths=depths, repeats=repeats))
+    table = Table(title=f"Reads, {repeats} requests each")
+    for column in ("read", "p50 ms", "p99 ms", "max ms"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(str(row["read"]), str(row["p50_ms"]), str(row["p99_ms"]),
+                      str(row["max_ms"]))
+    console.print(table)
+    if json_out is not None:
+        json_out.write_bytes(orjson.dumps(rows, option=orjson.OPT_INDENT_2))
+
+
 # --- talking to a running service ------------------------------------------------------
 
 
