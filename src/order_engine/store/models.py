@@ -105,6 +105,16 @@ class Order(Base):
             "updated_at",
             postgresql_where=text("status NOT IN ('confirmed', 'failed')"),
         ),
+        # Pages filtered by status, and a key's in-flight counts.
+        Index("ix_orders_key_status_created", "api_key_id", "status", text("created_at DESC"),
+              text("id DESC")),
+        # A key's finished orders by when they finished: /api/stats' window.
+        Index(
+            "ix_orders_key_finished",
+            "api_key_id",
+            "updated_at",
+            postgresql_where=text("status IN ('confirmed', 'failed')"),
+        ),
     )
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 import asyncpg
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import configure_mappers
 
@@ -112,8 +112,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def encode_cursor(order: Order) -> str:
-    raw = f"{order.created_at.isoformat()}|{order.id}".encode()
+def encode_cursor(created_at: datetime, order_id: uuid.UUID) -> str:
+    """The cursor of the page that follows the order created at `created_at` with this id."""
+    raw = f"{created_at.isoformat()}|{order_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -259,17 +260,15 @@ class OrderRepository:
         if status is not None:
             stmt = stmt.where(Order.status == status.value)
         if cursor:
-            created, last_id = decode_cursor(cursor)
-            stmt = stmt.where(
-                or_(
-                    Order.created_at < created,
-                    and_(Order.created_at == created, Order.id < last_id),
-                )
-            )
+            # One row comparison, not `a < x OR (a = x AND b < y)`: PostgreSQL takes it as
+            # the index's start key, so a page 990,000 rows deep costs what the first does.
+            stmt = stmt.where(tuple_(Order.created_at, Order.id) < tuple_(*decode_cursor(cursor)))
         stmt = stmt.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)
         async with self._sessions() as session:
             orders = list((await session.execute(stmt)).scalars())
-        next_cursor = encode_cursor(orders[limit - 1]) if len(orders) > limit else None
+        next_cursor = None
+        if len(orders) > limit:
+            next_cursor = encode_cursor(orders[limit - 1].created_at, orders[limit - 1].id)
         return orders[:limit], next_cursor
 
     async def stale_unfinished(self, older_than_s: float, limit: int = 1000) -> list[uuid.UUID]:
