@@ -122,7 +122,7 @@ def run_stack(settings: Settings, workers: int = 1, market: bool = True,
             console.print("[bold red]the API did not become ready; stopping[/]")
             _stop(procs)
             return 1
-        _banner(url, key, settings, workers)
+        _banner(url, key, settings, workers, market)
         while not stopping and all(p.poll() is None for p in procs):
             time.sleep(0.2)
         console.print("\n[dim]stopping...[/]")
@@ -132,7 +132,7 @@ def run_stack(settings: Settings, workers: int = 1, market: bool = True,
         embedded.stop()
 
 
-def _banner(url: str, key: str, settings: Settings, workers: int) -> None:
+def _banner(url: str, key: str, settings: Settings, workers: int, market: bool) -> None:
     # Commands are printed bare (no box, no wrapping) so they paste as they are.
     curl = (
         f"curl -s -X POST {url}/api/orders -H 'Authorization: Bearer {key}' "
@@ -150,7 +150,9 @@ def _banner(url: str, key: str, settings: Settings, workers: int) -> None:
            " (first worker)")
     print_(f"  Workers      {workers} x {settings.worker_concurrency} concurrent orders, "
            f"simulated latency x{settings.sim_latency_scale}")
-    print_("  Market       prices walk; noise traders and arbitrageurs trade the pools")
+    print_("  Market       " + ("prices walk; noise traders and arbitrageurs trade the pools"
+                             if market else "not simulated (--no-market): pools move only "
+                             "with orders"))
     print_("\n[bold]Submit an order:[/]")
     print_(curl)
     print_("\n[bold]Or submit and watch it live from this checkout:[/]")
