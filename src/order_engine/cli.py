@@ -213,6 +213,8 @@ def _bench_output(title: str, figures: dict[str, Any], json_out: Path | None,
         table.add_column("figure")
         table.add_column("value", justify="right")
         for part, values in reference.items():
+            if part == "passes":  # both passes as measured: in the JSON only
+                continue
             if isinstance(values, dict):
                 for name, value in values.items():
                     table.add_row(f"{part}.{name}", str(value))
@@ -237,29 +239,53 @@ ReferenceOption = Annotated[bool, typer.Option(
         "our figures also as ratios to them, which compare across machines."))]
 ReferenceSecondsOption = Annotated[float, typer.Option(
     "--reference-seconds", min=0.5, help=(
-        "Seconds for each reference (HTTP, PostgreSQL; Redis half of it), plus a quarter "
-        "for the lone-commit and lone-round-trip latencies."))]
+        "Seconds for each reference in each pass (HTTP, PostgreSQL; Redis half of it), "
+        "plus a quarter for the lone-commit and lone-round-trip latencies."))]
 RedisUrlOption = Annotated[str | None, typer.Option(
     "--redis-url", envvar="REDIS_URL", help="The service's Redis, for the reference.")]
 
 
-def _measure_reference(enabled: bool, *, connections: int, seconds: float,
-                       database_url: str | None, redis_url: str | None,
-                       processes: int = 1) -> dict[str, Any] | None:
+ReferenceAfterOption = Annotated[bool, typer.Option(
+    "--reference-after/--no-reference-after", help=(
+        "Measure the reference again after the load and use the mean of both passes; "
+        "their drift says whether the box stayed the same. Turn it off when the run leaves "
+        "work behind it (ingest with workers executing the backlog)."))]
+
+
+def _reference_pass(enabled: bool, when: str, *, connections: int, seconds: float,
+                    database_url: str | None, redis_url: str | None,
+                    processes: int = 1) -> dict[str, Any] | None:
     if not enabled:
         return None
     from order_engine.bench.reference import measure_reference
 
     settings = get_settings()
-    err_console.print(f"measuring this box's reference (~{seconds * 2.75 + 1:.0f} s): bare "
-                      "uvicorn, PostgreSQL commits, Redis round trips")
+    err_console.print(f"reference {when} (~{seconds * 2.75 + 1:.0f} s): bare uvicorn, "
+                      "PostgreSQL commits, Redis round trips")
     try:
         return asyncio.run(measure_reference(
             http_connections=connections, seconds=seconds, database_url=database_url,
             redis_url=redis_url, redis_prefix=settings.redis_prefix,
             pg_connections=settings.db_pool_size, http_processes=processes))
     except Exception as exc:  # a server refusing, a URL wrong: say so, not a traceback
-        raise _fail(f"reference: {type(exc).__name__}: {exc} (--no-reference skips it)") from exc
+        raise _fail(f"reference: {type(exc).__name__}: {exc} (--no-reference skips it)"
+                    ) from exc
+
+
+def _reference(before: dict[str, Any] | None, after: dict[str, Any] | None
+               ) -> dict[str, Any] | None:
+    if before is None:
+        return None
+    from order_engine.bench.reference import DRIFT_WARNING, bracket
+
+    reference = bracket(before, after)
+    moved = {path: d for path, d in reference.get("drift", {}).items() if d > DRIFT_WARNING}
+    if moved:
+        err_console.print(
+            "[yellow]the box's ceilings moved between the reference before the load and the "
+            f"one after ({', '.join(f'{p} {d:.0%}' for p, d in moved.items())}): something "
+            "else was using it; take the ratios with care[/]")
+    return reference
 
 
 PlotOption = Annotated[Path | None, typer.Option(
@@ -308,7 +334,8 @@ def bench_ingest(
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
     plot: PlotOption = None,
     reference: ReferenceOption = True,
-    reference_seconds: ReferenceSecondsOption = 5.0,
+    reference_after: ReferenceAfterOption = True,
+    reference_seconds: ReferenceSecondsOption = 3.0,
     reference_processes: Annotated[int, typer.Option(min=1, help=(
         "Bare uvicorn processes on the reference's port: as many as the API has "
         "(`up --api-processes N`)."))] = 1,
@@ -328,13 +355,17 @@ def bench_ingest(
 
     key = _require_key(api_key)
     _check_plot_path(plot)
-    ref = _measure_reference(reference, connections=connections, seconds=reference_seconds,
-                             database_url=database_url, redis_url=redis_url,
-                             processes=reference_processes)
+    ref_args: dict[str, Any] = {
+        "connections": connections, "seconds": reference_seconds,
+        "database_url": database_url, "redis_url": redis_url,
+        "processes": reference_processes}
+    before = _reference_pass(reference, "before the load", **ref_args)
     with _progress(f"POST /api/orders x{connections}") as progress:
         task = progress.add_task("ingest", total=None)
         result = asyncio.run(post_orders(url, key, connections, duration_s=duration,
                                          on_progress=lambda n: progress.advance(task, n)))
+    ref = _reference(before, _reference_pass(reference and reference_after, "after the load",
+                                             **ref_args))
     figures: dict[str, Any] = {"connections": connections, **result.summary()}
     if result.error_samples:
         figures["error_samples"] = result.error_samples
@@ -361,7 +392,8 @@ def bench_e2e(
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
     plot: PlotOption = None,
     reference: ReferenceOption = True,
-    reference_seconds: ReferenceSecondsOption = 5.0,
+    reference_after: ReferenceAfterOption = True,
+    reference_seconds: ReferenceSecondsOption = 3.0,
     redis_url: RedisUrlOption = None,
 ) -> None:
     """Submit N orders as fast as possible (or --in-flight at a time) and wait until all are
@@ -379,14 +411,17 @@ def bench_e2e(
     if not database_url:
         raise _fail("--database-url (or DATABASE_URL) is needed to verify the outcomes")
     _check_plot_path(plot)
-    ref = _measure_reference(reference, connections=min(connections, in_flight or connections),
-                             seconds=reference_seconds, database_url=database_url,
-                             redis_url=redis_url)
+    ref_args: dict[str, Any] = {
+        "connections": min(connections, in_flight or connections),
+        "seconds": reference_seconds, "database_url": database_url, "redis_url": redis_url}
+    before = _reference_pass(reference, "before the load", **ref_args)
     with _progress("submitting") as progress:
         task = progress.add_task("e2e", total=orders_count)
         result = asyncio.run(run_e2e(url, key, database_url, orders_count, connections,
                                      in_flight=in_flight,
                                      on_progress=lambda n: progress.advance(task, n)))
+    ref = _reference(before, _reference_pass(reference and reference_after, "after the load",
+                                             **ref_args))
     figures = result.summary()
     _bench_output("End to end", figures, json_out, ref, E2E_RATIOS)
     ingest = result.submitted
@@ -423,7 +458,8 @@ def bench_ws(
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
     plot: PlotOption = None,
     reference: ReferenceOption = True,
-    reference_seconds: ReferenceSecondsOption = 5.0,
+    reference_after: ReferenceAfterOption = True,
+    reference_seconds: ReferenceSecondsOption = 3.0,
     database_url: Annotated[str | None, typer.Option(envvar="DATABASE_URL", help=(
         "The service's database, for the reference's commit latency."))] = None,
     redis_url: RedisUrlOption = None,
@@ -440,11 +476,14 @@ def bench_ws(
 
     key = _require_key(api_key)
     _check_plot_path(plot)
-    ref = _measure_reference(reference, connections=min(SUBMIT_CONNECTIONS, orders_count),
-                             seconds=reference_seconds, database_url=database_url,
-                             redis_url=redis_url)
+    ref_args: dict[str, Any] = {
+        "connections": min(SUBMIT_CONNECTIONS, orders_count), "seconds": reference_seconds,
+        "database_url": database_url, "redis_url": redis_url}
+    before = _reference_pass(reference, "before the load", **ref_args)
     result = asyncio.run(run_ws(url, key, sockets, orders_count, idle_key=idle_api_key,
                                 watchers_per_order=watchers_per_order, rate=rate))
+    ref = _reference(before, _reference_pass(reference and reference_after, "after the load",
+                                             **ref_args))
     figures = result.summary()
     _bench_output("WebSocket fan-out", figures, json_out, ref, WS_RATIOS)
     held = "held" if idle_api_key else "closed before the orders"

@@ -104,6 +104,9 @@ async def test_bench_ingest_and_e2e_report_their_figures(stack: Stack, tmp_path:
     assert figures["reference"]["redis"]["round_trips_per_s"] > 0
     assert figures["vs_reference"]["orders_per_s / http.requests_per_s"] > 0
     assert figures["vs_reference"]["orders_per_s / postgres.commits_per_s"] > 0
+    # Measured before and after the load: both passes, and how far apart they are.
+    assert set(figures["reference"]["passes"]) == {"before", "after"}
+    assert figures["reference"]["drift"]["http.requests_per_s"] >= 0
     assert "orders_per_s / http.requests_per_s" in ingest.stdout
     assert e2e.returncode == 0, e2e.stderr
     outcome = orjson.loads(e2e_json.read_bytes())

@@ -249,6 +249,40 @@ async def measure_reference(
     return reference
 
 
+# The figures whose move between the pass before the load and the one after says whether
+# the box stayed the same through the run.
+HEADLINES = ("http.requests_per_s", "postgres.commits_per_s", "postgres.lone_commit_ms_p50",
+             "redis.round_trips_per_s")
+DRIFT_WARNING = 0.25
+
+
+def _mean(x: Any, y: Any) -> Any:
+    numbers = (isinstance(v, int | float) and not isinstance(v, bool) for v in (x, y))
+    return round((x + y) / 2, 3) if all(numbers) and x != y else x
+
+
+def bracket(before: dict[str, Any], after: dict[str, Any] | None) -> dict[str, Any]:
+    """One reference from a pass before the load and one after it: the mean of each
+    figure, both passes as measured, and the drift of the headline figures between them
+    (|before - after| / their mean). Another session loading the box during the run shows
+    as drift: the more of it, the less a ratio to the reference says. Without a pass after
+    the load, the pass before it alone."""
+    if after is None:
+        return {**before, "measured": "before the load"}
+    out: dict[str, Any] = {}
+    for part, values in before.items():
+        other = after.get(part)
+        out[part] = ({name: _mean(value, other.get(name)) for name, value in values.items()}
+                     if isinstance(values, dict) and isinstance(other, dict) else values)
+    drift: dict[str, float] = {}
+    for path in HEADLINES:
+        x, y = _at(before, path), _at(after, path)
+        if x is not None and y is not None and x + y:
+            drift[path] = round(abs(x - y) / ((x + y) / 2), 3)
+    return {**out, "measured": "mean of a pass before the load and one after it",
+            "drift": drift, "passes": {"before": before, "after": after}}
+
+
 # What each bench's figures are compared with: (our figure, reference figure), both as
 # dotted paths into the bench's figures and into the reference.
 INGEST_RATIOS = (
