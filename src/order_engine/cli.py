@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -190,7 +191,11 @@ def bench_routing_command(
         json_out.write_bytes(orjson.dumps(rows_as_dicts(rows), option=orjson.OPT_INDENT_2))
 
 
-def _bench_output(title: str, figures: dict[str, Any], json_out: Path | None) -> None:
+def _bench_output(title: str, figures: dict[str, Any], json_out: Path | None,
+                  reference: dict[str, Any] | None = None,
+                  pairs: Sequence[tuple[str, str]] = ()) -> None:
+    """The bench's figures as a table (and JSON); with a same-run reference, that too, and
+    our figures as ratios to it (JSON: "reference" and "vs_reference")."""
     from rich.table import Table
 
     table = Table(title=title)
@@ -199,8 +204,88 @@ def _bench_output(title: str, figures: dict[str, Any], json_out: Path | None) ->
     for name, value in figures.items():
         table.add_row(name, str(value))
     console.print(table)
+    out = dict(figures)
+    if reference is not None:
+        from order_engine.bench.reference import ratios
+
+        vs = ratios(figures, reference, pairs)
+        table = Table(title="Reference: this box's ceilings, measured in this run")
+        table.add_column("figure")
+        table.add_column("value", justify="right")
+        for part, values in reference.items():
+            if part == "passes":  # both passes as measured: in the JSON only
+                continue
+            if isinstance(values, dict):
+                for name, value in values.items():
+                    table.add_row(f"{part}.{name}", str(value))
+            else:
+                table.add_row(part, str(values))
+        console.print(table)
+        table = Table(title="Ours as a ratio to the reference (compare these across machines)")
+        table.add_column("ours / reference")
+        table.add_column("ratio", justify="right")
+        for name, ratio in vs.items():
+            table.add_row(name, "not measured" if ratio is None else f"{ratio:.3f}")
+        console.print(table)
+        out |= {"reference": reference, "vs_reference": vs}
     if json_out is not None:
-        json_out.write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
+        json_out.write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2))
+
+
+ReferenceOption = Annotated[bool, typer.Option(
+    "--reference/--no-reference", help=(
+        "First measure this box's own ceilings in the same run (a bare uvicorn app under "
+        "the same load generator, PostgreSQL's commit rate, Redis round trips) and report "
+        "our figures also as ratios to them, which compare across machines."))]
+ReferenceSecondsOption = Annotated[float, typer.Option(
+    "--reference-seconds", min=0.5, help=(
+        "Seconds for each reference in each pass (HTTP, PostgreSQL; Redis half of it), "
+        "plus a quarter for the lone-commit and lone-round-trip latencies."))]
+RedisUrlOption = Annotated[str | None, typer.Option(
+    "--redis-url", envvar="REDIS_URL", help="The service's Redis, for the reference.")]
+
+
+ReferenceAfterOption = Annotated[bool, typer.Option(
+    "--reference-after/--no-reference-after", help=(
+        "Measure the reference again after the load and use the mean of both passes; "
+        "their drift says whether the box stayed the same. Turn it off when the run leaves "
+        "work behind it (ingest with workers executing the backlog)."))]
+
+
+def _reference_pass(enabled: bool, when: str, *, connections: int, seconds: float,
+                    database_url: str | None, redis_url: str | None,
+                    processes: int = 1) -> dict[str, Any] | None:
+    if not enabled:
+        return None
+    from order_engine.bench.reference import measure_reference
+
+    settings = get_settings()
+    err_console.print(f"reference {when} (~{seconds * 2.75 + 1:.0f} s): bare uvicorn, "
+                      "PostgreSQL commits, Redis round trips")
+    try:
+        return asyncio.run(measure_reference(
+            http_connections=connections, seconds=seconds, database_url=database_url,
+            redis_url=redis_url, redis_prefix=settings.redis_prefix,
+            pg_connections=settings.db_pool_size, http_processes=processes))
+    except Exception as exc:  # a server refusing, a URL wrong: say so, not a traceback
+        raise _fail(f"reference: {type(exc).__name__}: {exc} (--no-reference skips it)"
+                    ) from exc
+
+
+def _reference(before: dict[str, Any] | None, after: dict[str, Any] | None
+               ) -> dict[str, Any] | None:
+    if before is None:
+        return None
+    from order_engine.bench.reference import DRIFT_WARNING, bracket
+
+    reference = bracket(before, after)
+    moved = {path: d for path, d in reference.get("drift", {}).items() if d > DRIFT_WARNING}
+    if moved:
+        err_console.print(
+            "[yellow]the box's ceilings moved between the reference before the load and the "
+            f"one after ({', '.join(f'{p} {d:.0%}' for p, d in moved.items())}): something "
+            "else was using it; take the ratios with care[/]")
+    return reference
 
 
 PlotOption = Annotated[Path | None, typer.Option(
@@ -248,24 +333,43 @@ def bench_ingest(
     api_key: KeyOption = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
     plot: PlotOption = None,
+    reference: ReferenceOption = True,
+    reference_after: ReferenceAfterOption = True,
+    reference_seconds: ReferenceSecondsOption = 3.0,
+    reference_processes: Annotated[int, typer.Option(min=1, help=(
+        "Bare uvicorn processes on the reference's port: as many as the API has "
+        "(`up --api-processes N`)."))] = 1,
+    database_url: Annotated[str | None, typer.Option(envvar="DATABASE_URL", help=(
+        "The service's database, for the reference's commit rate."))] = None,
+    redis_url: RedisUrlOption = None,
 ) -> None:
     """Sustained POST /api/orders: orders/s and latency p50/p90/p99/max, errors.
-    --plot draws the request latency distribution.
+    --plot draws the request latency distribution. First, unless --no-reference, this
+    box's ceilings in the same run (see [cyan]--reference[/]); orders/s is then also
+    reported as a ratio to a bare uvicorn app's requests/s under the same load.
 
     Example: [cyan]order-engine bench ingest --connections 64 --duration 20 --plot ingest.png[/]
     """
     from order_engine.bench.load import post_orders
+    from order_engine.bench.reference import INGEST_RATIOS
 
     key = _require_key(api_key)
     _check_plot_path(plot)
+    ref_args: dict[str, Any] = {
+        "connections": connections, "seconds": reference_seconds,
+        "database_url": database_url, "redis_url": redis_url,
+        "processes": reference_processes}
+    before = _reference_pass(reference, "before the load", **ref_args)
     with _progress(f"POST /api/orders x{connections}") as progress:
         task = progress.add_task("ingest", total=None)
         result = asyncio.run(post_orders(url, key, connections, duration_s=duration,
                                          on_progress=lambda n: progress.advance(task, n)))
+    ref = _reference(before, _reference_pass(reference and reference_after, "after the load",
+                                             **ref_args))
     figures: dict[str, Any] = {"connections": connections, **result.summary()}
     if result.error_samples:
         figures["error_samples"] = result.error_samples
-    _bench_output("Ingest: POST /api/orders", figures, json_out)
+    _bench_output("Ingest: POST /api/orders", figures, json_out, ref, INGEST_RATIOS)
     _write_plot(
         plot, {"POST /api/orders, request latency": result.latencies_ms},
         f"bench ingest: POST /api/orders over {connections} keep-alive connections, "
@@ -287,6 +391,10 @@ def bench_e2e(
         "The service's database, to read outcomes and the chain's ledger."))] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
     plot: PlotOption = None,
+    reference: ReferenceOption = True,
+    reference_after: ReferenceAfterOption = True,
+    reference_seconds: ReferenceSecondsOption = 3.0,
+    redis_url: RedisUrlOption = None,
 ) -> None:
     """Submit N orders as fast as possible (or --in-flight at a time) and wait until all are
     terminal: orders/s confirmed, time per order from creation (overhead) and from a
@@ -297,18 +405,25 @@ def bench_e2e(
     Example: [cyan]order-engine bench e2e --orders 2000 --connections 64 --in-flight 100[/]
     """
     from order_engine.bench.load import run_e2e
+    from order_engine.bench.reference import E2E_RATIOS
 
     key = _require_key(api_key)
     if not database_url:
         raise _fail("--database-url (or DATABASE_URL) is needed to verify the outcomes")
     _check_plot_path(plot)
+    ref_args: dict[str, Any] = {
+        "connections": min(connections, in_flight or connections),
+        "seconds": reference_seconds, "database_url": database_url, "redis_url": redis_url}
+    before = _reference_pass(reference, "before the load", **ref_args)
     with _progress("submitting") as progress:
         task = progress.add_task("e2e", total=orders_count)
         result = asyncio.run(run_e2e(url, key, database_url, orders_count, connections,
                                      in_flight=in_flight,
                                      on_progress=lambda n: progress.advance(task, n)))
+    ref = _reference(before, _reference_pass(reference and reference_after, "after the load",
+                                             **ref_args))
     figures = result.summary()
-    _bench_output("End to end", figures, json_out)
+    _bench_output("End to end", figures, json_out, ref, E2E_RATIOS)
     ingest = result.submitted
     _write_plot(
         plot,
@@ -342,6 +457,12 @@ def bench_ws(
     api_key: KeyOption = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
     plot: PlotOption = None,
+    reference: ReferenceOption = True,
+    reference_after: ReferenceAfterOption = True,
+    reference_seconds: ReferenceSecondsOption = 3.0,
+    database_url: Annotated[str | None, typer.Option(envvar="DATABASE_URL", help=(
+        "The service's database, for the reference's commit latency."))] = None,
+    redis_url: RedisUrlOption = None,
 ) -> None:
     """Hold N idle WebSocket watchers while orders flow, each order watched from its
     acknowledgement: delivery delay from commit to client p50/p99, the API's memory per
@@ -350,14 +471,21 @@ def bench_ws(
 
     Example: [cyan]order-engine bench ws --sockets 10000 --orders 1000 --rate 50 --idle-api-key K[/]
     """
-    from order_engine.bench.ws import run_ws
+    from order_engine.bench.reference import WS_RATIOS
+    from order_engine.bench.ws import SUBMIT_CONNECTIONS, run_ws
 
     key = _require_key(api_key)
     _check_plot_path(plot)
+    ref_args: dict[str, Any] = {
+        "connections": min(SUBMIT_CONNECTIONS, orders_count), "seconds": reference_seconds,
+        "database_url": database_url, "redis_url": redis_url}
+    before = _reference_pass(reference, "before the load", **ref_args)
     result = asyncio.run(run_ws(url, key, sockets, orders_count, idle_key=idle_api_key,
                                 watchers_per_order=watchers_per_order, rate=rate))
+    ref = _reference(before, _reference_pass(reference and reference_after, "after the load",
+                                             **ref_args))
     figures = result.summary()
-    _bench_output("WebSocket fan-out", figures, json_out)
+    _bench_output("WebSocket fan-out", figures, json_out, ref, WS_RATIOS)
     held = "held" if idle_api_key else "closed before the orders"
     _write_plot(
         plot, {"delivery delay, event commit → client": result.delivery_ms},

@@ -86,9 +86,10 @@ async def test_orders_with_a_bad_key_says_so(stack: Stack) -> None:
 async def test_bench_ingest_and_e2e_report_their_figures(stack: Stack, tmp_path: Path) -> None:
     ingest_json, e2e_json = tmp_path / "ingest.json", tmp_path / "e2e.json"
     ingest = await _cli(stack, "bench", "ingest", "--connections", "4", "--duration", "1",
+                        "--reference-seconds", "1",
                         "--url", stack.base_url, "--api-key", API_KEY, "--json", str(ingest_json))
     e2e = await _cli(stack, "bench", "e2e", "--orders", "30", "--connections", "4",
-                     "--url", stack.base_url, "--api-key", API_KEY,
+                     "--no-reference", "--url", stack.base_url, "--api-key", API_KEY,
                      "--database-url", stack.settings.database_url, "--json", str(e2e_json))
 
     assert ingest.returncode == 0, ingest.stderr
@@ -96,8 +97,20 @@ async def test_bench_ingest_and_e2e_report_their_figures(stack: Stack, tmp_path:
     assert figures["requests"] > 0
     assert figures["errors"] == 0
     assert figures["latency_ms_p50"] <= figures["latency_ms_p99"] <= figures["latency_ms_max"]
+    # The same-run reference (DATABASE_URL and REDIS_URL from the environment), and ours
+    # as ratios to it, in the JSON and the table.
+    assert figures["reference"]["http"]["requests_per_s"] > 0
+    assert figures["reference"]["postgres"]["commits_per_s"] > 0
+    assert figures["reference"]["redis"]["round_trips_per_s"] > 0
+    assert figures["vs_reference"]["orders_per_s / http.requests_per_s"] > 0
+    assert figures["vs_reference"]["orders_per_s / postgres.commits_per_s"] > 0
+    # Measured before and after the load: both passes, and how far apart they are.
+    assert set(figures["reference"]["passes"]) == {"before", "after"}
+    assert figures["reference"]["drift"]["http.requests_per_s"] >= 0
+    assert "orders_per_s / http.requests_per_s" in ingest.stdout
     assert e2e.returncode == 0, e2e.stderr
     outcome = orjson.loads(e2e_json.read_bytes())
+    assert "reference" not in outcome  # --no-reference
     assert outcome["confirmed"] == 30
     assert outcome["exactly_once"] is True
     assert outcome["swaps_per_order"] == {"1": 30}
@@ -108,6 +121,7 @@ async def test_bench_ws_reports_every_event_delivered_once(stack: Stack, tmp_pat
     idle_key, _ = await stack.services.api_keys.create("bench-idle")
     result = await _cli(stack, "bench", "ws", "--sockets", "20", "--orders", "5",
                         "--watchers-per-order", "2", "--rate", "20", "--idle-api-key", idle_key,
+                        "--no-reference",
                         "--url", stack.base_url, "--api-key", API_KEY, "--json", str(out))
     assert result.returncode == 0, result.stderr
     figures = orjson.loads(out.read_bytes())

@@ -29,6 +29,7 @@ from order_engine.bench.stats import percentile
 from order_engine.domain.orders import OrderStatus
 
 OPEN_WAVE = 200  # connections opened at once: the server's accept queue is finite
+SUBMIT_CONNECTIONS = 16  # keep-alive connections submitting the orders (at most)
 
 
 @dataclass
@@ -141,7 +142,7 @@ async def run_ws(base_url: str, key: str, sockets: int, orders: int, *,
 
     tasks: list[asyncio.Task[None]] = []
     submitted = await post_orders(
-        base_url, key, min(16, orders), total=orders, rate=rate,
+        base_url, key, min(SUBMIT_CONNECTIONS, orders), total=orders, rate=rate,
         on_accepted=lambda order_id: tasks.extend(
             asyncio.create_task(watch(order_id)) for _ in range(watchers_per_order)),
     )
