@@ -113,6 +113,30 @@ def test_reference_swap_in_the_other_direction() -> None:
     assert (result.new_reserve_in, result.new_reserve_out) == (2_010_000, 995_038)
 
 
+@pytest.mark.parametrize(
+    ("amount_in", "reserve_in", "reserve_out", "amount_out"),
+    [
+        # raydium-io/raydium-cp-swap@609780f programs/cp-swap/src/curve/constant_product.rs,
+        # test constant_product_swap_rounding (swap_base_input_without_fees, no fee).
+        (10, 4_000_000, 70_000_000_000, 174_999),
+        (20, 30_000 - 20, 10_000, 6),
+        (19, 30_000 - 20, 10_000, 6),
+        (18, 30_000 - 20, 10_000, 6),
+        (10, 20_000, 30_000, 14),
+        (10, 20_000 - 9, 30_000, 14),
+        (10, 20_000 - 10, 30_000, 15),
+        (100, 60_000, 30_000, 49),
+        (99, 60_000, 30_000, 49),
+        (98, 60_000, 30_000, 48),
+    ],
+)
+def test_the_cp_swap_programs_own_rounding_cases(
+    amount_in: int, reserve_in: int, reserve_out: int, amount_out: int
+) -> None:
+    pool = make_pool(reserve_a=reserve_in, reserve_b=reserve_out, fee=(0, 1_000_000))
+    assert swap_exact_in(pool, A, amount_in).amount_out == amount_out
+
+
 # --- properties -------------------------------------------------------------------------
 
 @given(pool=pools(), mint=input_mints, amount_in=amounts_in)

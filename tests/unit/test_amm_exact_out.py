@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from fractions import Fraction
 
@@ -104,14 +105,53 @@ def test_reference_exact_out(
     assert swap_exact_in(pool, A, amount_in - 1).amount_out == 9_999
 
 
-def test_a_quotient_under_one_half_is_refused_as_the_program_refuses() -> None:
-    # 1 B out of 1 A / 1_000_000 B needs 1 / 999_999 A: the program's ceil-div rounds that
-    # to 0 (under one half) and then rejects a zero input.
-    with pytest.raises(InsufficientLiquidityError):
-        swap_exact_out(make_pool(reserve_a=1, reserve_b=1_000_000, fee=(0, 1)), B, 1)
-    # From one half up it rounds to 1: 1 B out of 1 A / 3 B needs 1 / 2 A.
-    result = swap_exact_out(make_pool(reserve_a=1, reserve_b=3, fee=(0, 1)), B, 1)
-    assert result.amount_in == 1
+# --- tiny outputs: the program's plain ceiling -----------------------------------------------
+# raydium-io/raydium-cp-swap@609780f (programs/cp-swap/src/curve/constant_product.rs
+# swap_base_output_without_fees, utils/math.rs checked_ceil_div): the net input is the plain
+# ceiling of R_in * out / (R_out - out). Before b0b2a08 (the creator-fee change) a quotient
+# under one half rounded to 0 and the swap was refused; these cases were all refused then.
+
+@pytest.mark.parametrize(
+    ("reserve_a", "reserve_b", "fee", "amount_out", "amount_in", "fee_paid"),
+    [
+        # 1 B out of 1 A / 1_000_000 B: net = ceil(1 / 999_999) = 1, no fee.
+        (1, 1_000_000, (0, 1), 1, 1, 0),
+        # 1 B out of 1 A / 4 B: net = ceil(1 / 3) = 1 (1 / 3 is under one half).
+        (1, 4, (0, 1), 1, 1, 0),
+        # 1 B out of 1_000_000 A / 3_000_000 B: net = ceil(1_000_000 / 2_999_999) = 1; at 0.25%
+        #   calculate_pre_fee_amount: ceil(1 * 1e6 / 997_500) = ceil(1.0025) = 2,
+        #   trade_fee = 2 - 1 = 1 (= ceil(2 * 2_500 / 1e6)).
+        (1_000_000, 3_000_000, (2_500, 1_000_000), 1, 2, 1),
+        # The same at 0.01% and at 4%: ceil(1e6 / 999_900) = ceil(1e6 / 960_000) = 2.
+        (1_000_000, 3_000_000, (100, 1_000_000), 1, 2, 1),
+        (1_000_000, 3_000_000, (40_000, 1_000_000), 1, 2, 1),
+        # 1_000 B out of 10 A / 1_000_000 B: net = ceil(10_000 / 999_000) = 1; at 1%
+        #   ceil(1e6 / 990_000) = 2, fee 1.
+        (10, 1_000_000, (10_000, 1_000_000), 1_000, 2, 1),
+    ],
+)
+def test_a_quotient_under_one_half_costs_one_unit_of_net_input(
+    reserve_a: int, reserve_b: int, fee: tuple[int, int], amount_out: int, amount_in: int,
+    fee_paid: int,
+) -> None:
+    pool = make_pool(reserve_a=reserve_a, reserve_b=reserve_b, fee=fee)
+    assert 2 * reserve_a * amount_out < reserve_b - amount_out  # the old program refused it
+    assert swap_exact_out(pool, B, amount_out) == SwapResult(
+        amount_in=amount_in,
+        fee=fee_paid,
+        amount_out=amount_out,
+        new_reserve_in=reserve_a + amount_in,
+        new_reserve_out=reserve_b - amount_out,
+    )
+    # The charged input, swapped exact-in (net 1 after the fee), pays out at least as much.
+    assert swap_exact_in(pool, A, amount_in).amount_out >= amount_out
+
+
+def test_a_quotient_of_one_half_or_more_rounds_up_as_before() -> None:
+    # 1 B out of 1 A / 3 B needs 1 / 2 A: 1 under both the old and the current program.
+    assert swap_exact_out(make_pool(reserve_a=1, reserve_b=3, fee=(0, 1)), B, 1).amount_in == 1
+    # 1 B out of 2 A / 3 B needs 2 / 2 = 1 A exactly: no rounding, 1.
+    assert swap_exact_out(make_pool(reserve_a=2, reserve_b=3, fee=(0, 1)), B, 1).amount_in == 1
 
 
 # --- properties ----------------------------------------------------------------------------
@@ -124,18 +164,53 @@ def test_the_quoted_input_is_enough_and_one_unit_less_is_not(
     assume(reserve_out >= 2)
     amount_out = data.draw(st.integers(min_value=1, max_value=reserve_out - 1))
     input_mint = B if output_mint == A else A
-    try:
-        quote = swap_exact_out(pool, output_mint, amount_out)
-    except InsufficientLiquidityError:
-        # Refused only where the program's ceil-div rounds the needed input to zero.
-        assert 2 * reserve_in * amount_out < reserve_out - amount_out
-        return
+    # Never refused: the program's net input is a plain ceiling, at least 1.
+    quote = swap_exact_out(pool, output_mint, amount_out)
+    net_in = math.ceil(Fraction(reserve_in * amount_out, reserve_out - amount_out))
+    assert quote.amount_in - quote.fee == net_in >= 1
     bought = swap_exact_in(pool, input_mint, quote.amount_in)
     assert bought.amount_out >= amount_out
     assert bought.fee == quote.fee
     assert (quote.new_reserve_in, quote.new_reserve_out) == (
         reserve_in + quote.amount_in, reserve_out - amount_out)
     assert _output_or_zero(pool, input_mint, quote.amount_in - 1) < amount_out
+
+
+@given(
+    reserve_in=st.integers(min_value=1, max_value=10**12),
+    ratio=st.integers(min_value=3, max_value=10**6),
+    fee=fees(),
+    rounding=st.sampled_from(FeeRounding),
+    data=st.data(),
+)
+def test_a_tiny_output_costs_one_unit_after_fee_and_that_input_pays_it(
+    reserve_in: int, ratio: int, fee: tuple[int, int], rounding: FeeRounding,
+    data: st.DataObject,
+) -> None:
+    # Outputs whose needed net input is under one half (refused before b0b2a08).
+    reserve_out = reserve_in * ratio
+    limit = (reserve_out - 1) // (2 * reserve_in + 1)  # 2 * R_in * out < R_out - out
+    assume(limit >= 1)
+    amount_out = data.draw(st.integers(min_value=1, max_value=limit))
+    pool = make_pool(reserve_a=reserve_in, reserve_b=reserve_out, fee=fee, rounding=rounding)
+    quote = swap_exact_out(pool, B, amount_out)
+    assert quote.amount_in - quote.fee == 1
+    if rounding is FeeRounding.UP:
+        # calculate_pre_fee_amount(1, rate): 1 without a fee, else ceil(D / (D - N)) = 2.
+        assert quote.amount_in == (2 if fee[0] else 1)
+    assert swap_exact_in(pool, A, quote.amount_in).amount_out >= amount_out
+
+
+@given(pool=pools(), output_mint=st.sampled_from([A, B]), data=st.data())
+def test_a_larger_output_never_costs_less(
+    pool: PoolState, output_mint: str, data: st.DataObject
+) -> None:
+    reserve_out, _ = pool.reserves_for(output_mint)
+    assume(reserve_out >= 3)
+    smaller = data.draw(st.integers(min_value=1, max_value=reserve_out - 2))
+    larger = data.draw(st.integers(min_value=smaller + 1, max_value=reserve_out - 1))
+    assert (swap_exact_out(pool, output_mint, smaller).amount_in
+            <= swap_exact_out(pool, output_mint, larger).amount_in)
 
 
 @given(pool=pools(), mint=st.sampled_from([A, B]))

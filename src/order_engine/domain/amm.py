@@ -79,7 +79,10 @@ def _settled(reserve_in: int, reserve_out: int, amount_in: int, fee: int,
 
 
 def swap_exact_in(pool: PoolState, input_mint: str, amount_in: int) -> SwapResult:
-    """Constant-product swap of exactly `amount_in`; the fee stays in the pool."""
+    """Constant-product swap of exactly `amount_in`; the fee stays in the pool.
+
+    For Raydium, raydium-cp-swap's swap_base_input (see the note before `_input_before_fee`).
+    """
     if amount_in <= 0:
         raise ValueError("amount_in must be positive")
     reserve_in, reserve_out = pool.reserves_for(input_mint)
@@ -128,29 +131,45 @@ RAYDIUM_CPMM_FEE_TIERS: tuple[int, ...] = (
 
 # --- exact output, prices ---------------------------------------------------------------
 
+# Raydium CP-Swap, as read at raydium-io/raydium-cp-swap@609780f165d234a0aa9699cac90178a3fa36fd43
+# (programs/cp-swap/src/...):
+#   curve/calculator.rs CurveCalculator::swap_base_input: trade_fee = Fees::trading_fee =
+#     ceil(amount * rate / 1e6) (curve/fees.rs ceil_div), net = amount - trade_fee, then
+#     constant_product.rs swap_base_input_without_fees: out = floor(net * R_out / (R_in + net));
+#     instructions/swap_base_input.rs rejects an output of 0 (require_gt!(amount_received, 0)).
+#   curve/calculator.rs CurveCalculator::swap_base_output: net = constant_product.rs
+#     swap_base_output_without_fees = (R_in * out).checked_ceil_div(R_out - out), a plain
+#     ceiling (utils/math.rs CheckedCeilDiv: quotient + 1 on any remainder); then
+#     amount = Fees::calculate_pre_fee_amount(net, rate) = ceil(net * 1e6 / (1e6 - rate))
+#     (net itself for rate 0) and trade_fee = amount - net (= ceil(amount * rate / 1e6)).
+#   Before b0b2a08 ("Feat: support creator fee (#55)") checked_ceil_div gave 0 for a quotient
+#   under one half, and the instruction refused that zero input; the plain ceiling is never 0
+#   (R_in * out >= 1), so however small the output, it costs at least 1 unit of net input.
+# Not modelled: the creator fee (on input it adds its rate to the trade fee rate; on output it
+# grosses up `out`), and protocol/fund fees, which the program keeps out of the reserves.
+
+
 def _input_before_fee(reserve_in: int, reserve_out: int, amount_out: int) -> int:
     """The input (after fee) that pays out `amount_out`: ceil(R_in * out / (R_out - out)).
 
-    raydium-cp-swap's swap_base_output_without_fees uses its own checked_ceil_div, which
-    for a quotient below 1 gives 1 from one half up and 0 under it; the program then rejects
-    the zero input, and so do we.
+    The least net input n with floor(n * R_out / (R_in + n)) >= out, and what raydium-cp-swap's
+    swap_base_output_without_fees charges (a plain ceiling; see the note above). It is at
+    least 1, however small the quotient.
     """
-    numerator = reserve_in * amount_out
-    denominator = reserve_out - amount_out
-    if 2 * numerator < denominator:  # a quotient under one half
-        raise InsufficientLiquidityError("amount_out too small: the program computes no input")
-    return _ceil_div(numerator, denominator)
+    return _ceil_div(reserve_in * amount_out, reserve_out - amount_out)
 
 
 def swap_exact_out(pool: PoolState, output_mint: str, amount_out: int) -> SwapResult:
     """The least input that pays out exactly `amount_out`, the fee on top (a quote).
 
-    Raydium's swap_base_output: net input = ceil(R_in * out / (R_out - out)), then the
-    amount before fee = ceil(net * D / (D - N)) (fees.rs calculate_pre_fee_amount) and the
-    fee = ceil(amount * N / D), the same fee `swap_exact_in` takes on that amount. For a
-    pool that floors its fee (Meteora), the least amount with amount - floor(amount * N / D)
-    >= net is floor((net - 1) * D / (D - N)) + 1. Either way `swap_exact_in` of the returned
-    amount_in pays out at least `amount_out`, and one base unit less would not.
+    Raydium's swap_base_output (see the note above): net input = ceil(R_in * out / (R_out -
+    out)), then the amount before fee = ceil(net * D / (D - N)) (fees.rs
+    calculate_pre_fee_amount) and the fee = amount - net = ceil(amount * N / D), the same fee
+    `swap_exact_in` takes on that amount. For a pool that floors its fee (Meteora), the least
+    amount with amount - floor(amount * N / D) >= net is floor((net - 1) * D / (D - N)) + 1.
+    Either way `swap_exact_in` of the returned amount_in pays out at least `amount_out`, and
+    one base unit less would not. Any output below the reserve gets a quote: the net input is
+    at least 1, never refused as too small.
     """
     if amount_out <= 0:
         raise ValueError("amount_out must be positive")
