@@ -308,18 +308,52 @@ def candidate_paths(pools: Sequence[RoutablePool], input_mint: str, output_mint:
     return paths
 
 
-def _marginal_floor(path: Path, amount_in: int) -> float:
-    """A lower bound on `path`'s marginal output after `amount_in` (0 if it cannot take
-    more): concave, so the slope over the next step is at most the slope where it starts;
-    one unit less, for the quotes' rounding down."""
-    step = max(1_000, amount_in // 1_000)
-    more = path.quote(amount_in + step)
+class _Quotes:
+    """Exact quotes of paths and their rates before any trade, each computed once for a
+    plan: ranking, the single best path, the bounds and the comparisons ask again."""
+
+    def __init__(self, amount_in: int) -> None:
+        self.amount_in = amount_in
+        self._outs: dict[tuple[int, int], int] = {}  # (id(path), amount); paths outlive it
+        self._rates: dict[tuple[int, str], float] = {}  # (id(pool), input mint)
+
+    def out(self, path: Path, amount: int | None = None) -> int:
+        """`path.quote(amount)` (the plan's amount by default)."""
+        amount = self.amount_in if amount is None else amount
+        key = (id(path), amount)
+        out = self._outs.get(key)
+        if out is None:
+            out = self._outs[key] = path.quote(amount)
+        return out
+
+    def initial_rate(self, path: Path) -> float:
+        """`path.initial_rate()`, each pool's rate computed once (paths share pools)."""
+        rate = 1.0
+        for hop in path.hops:
+            key = (id(hop.pool), hop.input_mint)
+            hop_rate = self._rates.get(key)
+            if hop_rate is None:
+                hop_rate = self._rates[key] = hop.pool.initial_rate(hop.input_mint)
+            rate *= hop_rate
+        return rate
+
+
+def _marginal_floor(path: Path, quotes: _Quotes) -> float:
+    """A lower bound on `path`'s marginal output after the plan's amount (0 if it cannot
+    take more): concave, so the slope over the next step is at most the slope where it
+    starts; one unit less, for the quotes' rounding down."""
+    step = _step(quotes.amount_in)
+    more = quotes.out(path, quotes.amount_in + step)
     if more < 0:
         return 0.0
-    return max(0.0, (more - path.quote(amount_in) - 1) / step)
+    return max(0.0, (more - quotes.out(path) - 1) / step)
 
 
-def _could_beat_shorter(long: list[Path], short: list[Path], amount_in: int) -> list[Path]:
+def _step(amount_in: int) -> int:
+    return max(1_000, amount_in // 1_000)  # wide enough that rounding cannot inflate it
+
+
+def _could_beat_shorter(long: list[Path], short: list[Path], quotes: _Quotes) -> list[Path]:
     """The three-hop paths that could carry part of the best route.
 
     Outputs are concave with f(0) = 0. Let `best` be the shorter path that gives most for
@@ -334,14 +368,14 @@ def _could_beat_shorter(long: list[Path], short: list[Path], amount_in: int) -> 
     """
     if not long:
         return long
-    best = max(short, key=lambda p: p.quote(amount_in))
-    floor = _marginal_floor(best, amount_in)
-    return [path for path in long if path.initial_rate() > floor]
+    best = max(short, key=quotes.out)
+    floor = _marginal_floor(best, quotes)
+    return [path for path in long if quotes.initial_rate(path) > floor]
 
 
-def _disjoint_best(paths: list[Path], amount_in: int) -> list[Path]:
+def _disjoint_best(paths: list[Path], quotes: _Quotes) -> list[Path]:
     """The best paths for the whole amount, skipping any that reuses a pool."""
-    ranked = sorted(paths, key=lambda p: p.quote(amount_in), reverse=True)
+    ranked = sorted(paths, key=quotes.out, reverse=True)
     chosen: list[Path] = []
     used: set[str] = set()
     for path in ranked:
@@ -462,15 +496,16 @@ def plan_route(
     long = _three_hop_paths(by_pair, input_mint, output_mint)
     if not short and not long:
         raise NoRouteError("no pool or path of up to three hops connects these tokens")
-    all_paths = short + _could_beat_shorter(long, short, amount_in) if short else long
-    paths = _disjoint_best(all_paths, amount_in) if split else []
-    single = max(all_paths, key=lambda p: p.quote(amount_in) - hop_cost_out * len(p.hops))
-    best_split, best_value = [amount_in], single.quote(amount_in) - hop_cost_out * len(
+    quotes = _Quotes(amount_in)
+    all_paths = short + _could_beat_shorter(long, short, quotes) if short else long
+    paths = _disjoint_best(all_paths, quotes) if split else []
+    single = max(all_paths, key=lambda p: quotes.out(p) - hop_cost_out * len(p.hops))
+    best_split, best_value = [amount_in], quotes.out(single) - hop_cost_out * len(
         single.hops)
     best_paths = [single]
     # Keyed by identity: hashing a path would hash every bin of its DLMM pools.
     curves: dict[int, Curve] = {}
-    if len(paths) > 1 and not _split_cannot_help(single, paths, amount_in):
+    if len(paths) > 1 and not _split_cannot_help(single, paths, amount_in, quotes):
         # Paths the split leaves (nearly) empty go first; then, one at a time, the path
         # carrying least, while dropping it (and its hops' cost) does not lose output.
         current = list(paths)
@@ -499,43 +534,46 @@ def plan_route(
         amount_in=amount_in,
         legs=legs,
         amount_out=amount_out,
-        best_single_venue=_best_single_venue(all_paths, amount_in),
-        price_impact_pct=_price_impact(all_paths, amount_in, amount_out, curves),
+        best_single_venue=_best_single_venue(all_paths, quotes),
+        price_impact_pct=_price_impact(all_paths, amount_in, amount_out, curves, quotes),
         hop_cost_out=hop_cost_out,
         paths=tuple(all_paths),
     )
 
 
-def _best_single_venue(paths: list[Path], amount_in: int) -> tuple[Venue, int] | None:
+def _best_single_venue(paths: list[Path], quotes: _Quotes) -> tuple[Venue, int] | None:
     best: tuple[Venue, int] | None = None
     for path in paths:
         if len(path.venues) != 1:
             continue
-        out = path.quote(amount_in)
+        out = quotes.out(path)
         if out >= 0 and (best is None or out > best[1]):
             best = (next(iter(path.venues)), out)
     return best
 
 
-def _split_cannot_help(single: Path, paths: list[Path], amount_in: int) -> bool:
+def _split_cannot_help(single: Path, paths: list[Path], amount_in: int,
+                       quotes: _Quotes | None = None) -> bool:
     """True when all of `amount_in` on `single` is provably best, so the split (the costly
     part of routing) can be skipped: outputs are concave, so if `single`'s rate at the
     margin after the whole amount is still above every other path's rate before any,
     no amount moved elsewhere can earn more than it loses (and a split pays more hops).
     The rate after the amount is bounded below by the exact output of a little more."""
-    step = max(1_000, amount_in // 1_000)  # wide enough that rounding cannot inflate it
-    more = single.quote(amount_in + step)
+    quotes = quotes or _Quotes(amount_in)
+    step = _step(amount_in)
+    more = quotes.out(single, amount_in + step)
     if more < 0:
         return False
-    rate_after = (more - single.quote(amount_in)) / step
-    best_other = max((p.initial_rate() for p in paths if p is not single), default=0.0)
+    rate_after = (more - quotes.out(single, amount_in)) / step
+    best_other = max((quotes.initial_rate(p) for p in paths if p is not single),
+                     default=0.0)
     return rate_after > best_other * (1 + 1e-9)
 
 
 def _price_impact(paths: list[Path], amount_in: int, amount_out: int,
-                  curves: dict[int, Curve]) -> float:
+                  curves: dict[int, Curve], quotes: _Quotes) -> float:
     best_rate = max(
-        c.marginal(0.0) if (c := curves.get(id(p))) is not None else p.initial_rate()
+        c.marginal(0.0) if (c := curves.get(id(p))) is not None else quotes.initial_rate(p)
         for p in paths
     )
     ideal = best_rate * amount_in
