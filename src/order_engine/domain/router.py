@@ -342,15 +342,11 @@ def _marginal_floor(path: Path, quotes: _Quotes) -> float:
     """A lower bound on `path`'s marginal output after the plan's amount (0 if it cannot
     take more): concave, so the slope over the next step is at most the slope where it
     starts; one unit less, for the quotes' rounding down."""
-    step = _step(quotes.amount_in)
+    step = max(1_000, quotes.amount_in // 1_000)
     more = quotes.out(path, quotes.amount_in + step)
     if more < 0:
         return 0.0
     return max(0.0, (more - quotes.out(path) - 1) / step)
-
-
-def _step(amount_in: int) -> int:
-    return max(1_000, amount_in // 1_000)  # wide enough that rounding cannot inflate it
 
 
 def _could_beat_shorter(long: list[Path], short: list[Path], quotes: _Quotes) -> list[Path]:
@@ -558,13 +554,11 @@ def _split_cannot_help(single: Path, paths: list[Path], amount_in: int,
     part of routing) can be skipped: outputs are concave, so if `single`'s rate at the
     margin after the whole amount is still above every other path's rate before any,
     no amount moved elsewhere can earn more than it loses (and a split pays more hops).
-    The rate after the amount is bounded below by the exact output of a little more."""
+    The rate after the amount is bounded below by the exact output of a little more,
+    less the unit that rounding may have added (with two equal pools the gain of a split
+    can be smaller than that unit over the step)."""
     quotes = quotes or _Quotes(amount_in)
-    step = _step(amount_in)
-    more = quotes.out(single, amount_in + step)
-    if more < 0:
-        return False
-    rate_after = (more - quotes.out(single, amount_in)) / step
+    rate_after = _marginal_floor(single, quotes)
     best_other = max((quotes.initial_rate(p) for p in paths if p is not single),
                      default=0.0)
     return rate_after > best_other * (1 + 1e-9)
