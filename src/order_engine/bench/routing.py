@@ -21,6 +21,8 @@ CASES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("USDC", "SOL", ("15", "1500", "150000", "600000")),
     ("JUP", "USDC", ("100", "10000", "200000")),
     ("USDC", "BONK", ("15", "1500", "150000")),  # no direct pool: via SOL (and USDT)
+    # Two hops via SOL; the three-hop paths via USDC and SOL cannot pay, so are not quoted.
+    ("USDT", "BONK", ("15", "1500")),
     ("BONK", "JUP", ("1000000", "100000000", "10000000000")),  # three hops: SOL, USDC
 )
 
