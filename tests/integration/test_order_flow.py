@@ -62,15 +62,36 @@ async def test_two_watchers_of_one_order_both_get_everything(stack: Stack) -> No
 
 
 async def test_a_two_hop_order_executes_both_hops_in_one_transaction(stack: Stack) -> None:
-    # No pool trades USDC for BONK: the route must go through SOL.
-    order_id = await stack.submit(inputToken="USDC", outputToken="BONK", amount="150")
+    # No pool trades USDT for BONK: the route goes through SOL (USDT buys SOL cheapest
+    # directly, so a third hop through USDC would not pay).
+    order_id = await stack.submit(inputToken="USDT", outputToken="BONK", amount="150")
     order = await stack.wait_terminal(order_id)
 
     assert order["status"] == "confirmed"
     hops = [(leg["inputToken"], leg["outputToken"]) for leg in order["route"]]
-    assert set(hops) == {("USDC", "SOL"), ("SOL", "BONK")}
+    assert set(hops) == {("USDT", "SOL"), ("SOL", "BONK")}
     landed = await stack.services.chain.get_signature_status(order["txHash"])
     assert landed is not None
     assert landed.amount_out is not None
     assert format(Decimal(landed.amount_out).scaleb(-5).normalize(), "f") == order["amountOut"]
+    assert await reserve_mismatches(stack.services.engine) == []
+
+
+async def test_a_three_hop_order_executes_every_hop_in_one_transaction(stack: Stack) -> None:
+    # No pool or two-hop path trades BONK for JUP: BONK -> SOL -> USDC -> JUP.
+    order_id = await stack.submit(inputToken="BONK", outputToken="JUP", amount="5000000")
+    order = await stack.wait_terminal(order_id)
+
+    assert order["status"] == "confirmed"
+    assert order["attempts"] == 1
+    hops = [(leg["path"], leg["inputToken"], leg["outputToken"]) for leg in order["route"]]
+    paths = sorted({path for path, _, _ in hops})
+    assert hops == [(path, a, b) for path in paths
+                    for a, b in (("BONK", "SOL"), ("SOL", "USDC"), ("USDC", "JUP"))]
+    landed = await stack.services.chain.get_signature_status(order["txHash"])
+    assert landed is not None
+    assert landed.err is None
+    assert landed.amount_out is not None
+    assert format(Decimal(landed.amount_out).scaleb(-6).normalize(), "f") == order["amountOut"]
+    assert Decimal(order["amountOut"]) >= Decimal(order["minAmountOut"])
     assert await reserve_mismatches(stack.services.engine) == []

@@ -5,7 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 import httpx
+import pytest
 
+from order_engine.domain.tokens import JUP
+from order_engine.market.pool_codec import AnyPool, mints_of
+from order_engine.market.venues import SimulatedVenue
 from tests.stack import Stack
 
 
@@ -117,6 +121,19 @@ async def test_quote_shows_every_venue_and_the_best_route(client: httpx.AsyncCli
     assert Decimal("140") < Decimal(best["price"]) < Decimal("160")
 
 
+@pytest.fixture
+def no_jup_pools(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The venues serve no pool that trades JUP (on the genesis market every pair is
+    connected within three hops)."""
+    serve = SimulatedVenue.pools
+
+    async def pools(venue: SimulatedVenue) -> list[AnyPool]:
+        return [p for p in await serve(venue) if JUP.mint not in mints_of(p)]
+
+    monkeypatch.setattr(SimulatedVenue, "pools", pools)
+
+
+@pytest.mark.usefixtures("no_jup_pools")
 async def test_quote_for_a_pair_without_pools_says_so(client: httpx.AsyncClient) -> None:
     response = await client.get(
         "/api/quote", params={"inputToken": "BONK", "outputToken": "JUP", "amount": "10"}
@@ -125,11 +142,12 @@ async def test_quote_for_a_pair_without_pools_says_so(client: httpx.AsyncClient)
     assert response.json()["type"].endswith("no_route")
 
 
+@pytest.mark.usefixtures("no_jup_pools")
 async def test_order_for_a_pair_without_pools_fails_at_once(stack: Stack) -> None:
     order_id = await stack.submit(inputToken="BONK", outputToken="JUP", amount="1000")
     order = await stack.wait_terminal(order_id)
     assert order["status"] == "failed"
     assert order["attempts"] == 1
-    assert "no pool or two-hop path" in order["failureReason"]
+    assert "no pool or path of up to three hops" in order["failureReason"]
     statuses = [e["status"] for e in await stack.events(order_id)]
     assert statuses == ["pending", "routing", "failed"]

@@ -7,7 +7,7 @@ import itertools
 from collections.abc import Sequence
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from order_engine.domain import router
@@ -153,6 +153,8 @@ def test_split_between_a_dlmm_and_a_constant_product_pool_matches_a_grid_search(
 
 @settings(max_examples=60, deadline=None)
 @given(pools=two_pools, fraction=st.floats(0.00001, 0.3))
+# Equal prices and fees: a split gains 4 units of ~1e6, less than rounding over the step.
+@example(pools=(1_172_928_199_980, 100, 1_000_000_000_000, 100, 25), fraction=1e-05)
 def test_skipping_the_split_never_loses_output(
     pools: tuple[int, int, int, int, int], fraction: float
 ) -> None:
@@ -179,3 +181,144 @@ def test_a_small_order_skips_the_split_and_a_pool_moving_one_does_not() -> None:
     assert router._split_cannot_help(best, paths, 10**9)  # 1 SOL in a 10,000 SOL pool
     assert not router._split_cannot_help(best, paths, 2 * 10**12)  # 20% of it: split
     assert len(plan_route(venues, SOL.mint, USDC.mint, 2 * 10**12).legs) == 2
+
+
+# Three hops: pairs connected only through two intermediates, and paths that pay.
+
+
+def genesis() -> list[RoutablePool]:
+    from order_engine.market.config import load_market_config
+    from order_engine.market.genesis import genesis_pools
+    from order_engine.market.pool_codec import routable
+
+    return [routable(p, 0) for p in genesis_pools(load_market_config(), 0)]
+
+
+def chained_quote(path: router.Path, amount: int) -> int:
+    for hop in path.hops:
+        amount = hop.pool.quote(hop.input_mint, amount)
+    return amount
+
+
+def assert_exact_three_hop_route(plan: router.RoutePlan, middles: tuple[str, str]) -> None:
+    assert plan.legs
+    for leg in plan.legs:
+        hops = leg.path.hops
+        assert [(h.input_mint, h.output_mint) for h in hops] == [
+            (plan.input_mint, middles[0]), middles, (middles[1], plan.output_mint)]
+        assert len({h.pool.pool_id for h in hops}) == 3
+        assert leg.amount_out == chained_quote(leg.path, leg.amount_in)
+        # Each hop takes exactly what the previous one gave.
+        assert [a for a, _ in leg.hop_amounts[1:]] == [b for _, b in leg.hop_amounts[:-1]]
+    assert sum(leg.amount_in for leg in plan.legs) == plan.amount_in
+    assert plan.amount_out == sum(leg.amount_out for leg in plan.legs)
+
+
+@pytest.mark.parametrize("amount", [10**5, 10**5 * 10**6, 10**5 * 10**10])
+def test_bonk_to_jup_routes_through_sol_and_usdc_on_the_genesis_market(amount: int) -> None:
+    # 1 BONK, a million, ten billion: no pool or two-hop path trades BONK for JUP.
+    pools = genesis()
+    plan = plan_route(pools, BONK.mint, JUP.mint, amount,
+                      router.hop_cost_in(pools, JUP.mint))
+    assert_exact_three_hop_route(plan, (SOL.mint, USDC.mint))
+    best_path = max(candidate_paths(pools, BONK.mint, JUP.mint), key=lambda p: p.quote(amount))
+    assert plan.amount_out >= best_path.quote(amount)
+
+
+def test_jup_to_bonk_routes_through_usdc_and_sol_on_the_genesis_market() -> None:
+    plan = plan_route(genesis(), JUP.mint, BONK.mint, 500 * 10**6)
+    assert_exact_three_hop_route(plan, (USDC.mint, SOL.mint))
+
+
+def test_a_pair_linked_through_usdt_and_usdc_routes_over_three_pools() -> None:
+    bonk_usdt = cp(R, BONK.mint, USDT.mint, 10**16, 2 * 10**9)  # 0.00002 USDT per BONK
+    usdt_usdc = cp(M, USDT.mint, USDC.mint, 10**13, 10**13, fee_bps=5)
+    usdc_jup = cp(R, USDC.mint, JUP.mint, 10**12, 125 * 10**10)  # 1.25 JUP per USDC
+    amount = 10**5 * 10**6  # a million BONK
+    plan = plan_route([bonk_usdt, usdt_usdc, usdc_jup], BONK.mint, JUP.mint, amount)
+    assert_exact_three_hop_route(plan, (USDT.mint, USDC.mint))
+    by_hand = usdc_jup.quote(USDC.mint, usdt_usdc.quote(USDT.mint,
+                                                        bonk_usdt.quote(BONK.mint, amount)))
+    assert plan.amount_out == by_hand
+
+
+def test_three_hop_paths_use_two_different_intermediates_and_no_pool_twice() -> None:
+    pools = genesis()
+    paths = candidate_paths(pools, USDC.mint, BONK.mint)
+    three = [p for p in paths if len(p.hops) == 3]
+    # USDC -> USDT -> SOL -> BONK: two pools at each step.
+    assert len(three) == 8
+    assert {(p.hops[0].output_mint, p.hops[1].output_mint) for p in three} == {
+        (USDT.mint, SOL.mint)}
+    assert all(len(p.pool_ids) == 3 for p in three)
+    assert all(len(p.hops) < 3 for p in candidate_paths(pools, USDC.mint, BONK.mint, 2))
+    # Between two intermediates, the third cannot be passed through twice.
+    assert not [p for p in candidate_paths(pools, SOL.mint, USDC.mint) if len(p.hops) == 3]
+
+
+def test_three_hops_are_not_used_when_a_shorter_path_is_better() -> None:
+    venues = [
+        cp(R, USDC.mint, SOL.mint, 3 * 10**12, 20_000 * 10**9),  # 150 USDC per SOL
+        cp(R, SOL.mint, BONK.mint, 10_000 * 10**9, 10**10 * 75 * 10**5),
+        cp(R, USDC.mint, USDT.mint, 10**12, 10**12, fee_bps=30),
+        cp(M, USDT.mint, SOL.mint, 3 * 10**11, 2_000 * 10**9),  # also 150
+    ]
+    plan = plan_route(venues, USDC.mint, BONK.mint, 100 * 10**6, hop_cost_out=10**5)
+    assert [len(leg.path.hops) for leg in plan.legs] == [2]
+    # Nothing to gain from a third hop, so the router did not even quote one.
+    assert all(len(p.hops) < 3 for p in plan.paths)
+
+
+def test_three_hops_are_used_on_a_pair_with_a_two_hop_path_when_they_pay() -> None:
+    # USDC/SOL is poor; USDC -> USDT -> SOL is fair: USDC -> USDT -> SOL -> BONK wins.
+    venues = [
+        cp(R, USDC.mint, SOL.mint, 16 * 10**10, 1_000 * 10**9),  # 160 USDC per SOL
+        cp(R, SOL.mint, BONK.mint, 10_000 * 10**9, 10**10 * 75 * 10**5),
+        cp(M, USDC.mint, USDT.mint, 10**13, 10**13, fee_bps=1),
+        cp(R, USDT.mint, SOL.mint, 3 * 10**12, 20_000 * 10**9),  # 150 USDT per SOL
+    ]
+    plan = plan_route(venues, USDC.mint, BONK.mint, 1_000 * 10**6, hop_cost_out=10**5)
+    assert 3 in [len(leg.path.hops) for leg in plan.legs]
+    two_hop = max((p for p in candidate_paths(venues, USDC.mint, BONK.mint)
+                   if len(p.hops) == 2), key=lambda p: p.quote(1_000 * 10**6))
+    assert plan.amount_out > two_hop.quote(1_000 * 10**6)
+
+
+def test_a_pair_beyond_three_hops_is_no_route_and_says_so() -> None:
+    # BONK -> SOL -> USDC -> USDT -> JUP would take four.
+    venues = [cp(R, BONK.mint, SOL.mint, 10**15, 10**12),
+              cp(R, SOL.mint, USDC.mint, 10**12, 10**12),
+              cp(R, USDC.mint, USDT.mint, 10**12, 10**12),
+              cp(R, USDT.mint, JUP.mint, 10**12, 10**12)]
+    with pytest.raises(NoRouteError, match="no pool or path of up to three hops"):
+        plan_route(venues, BONK.mint, JUP.mint, 10**6)
+
+
+four_pools = st.tuples(*(st.tuples(st.integers(10**11, 10**14), st.integers(90, 110))
+                         for _ in range(4)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(pools=four_pools, fraction=st.floats(0.00001, 0.5))
+def test_the_route_never_loses_to_any_single_path_nor_to_quoting_every_three_hop_one(
+    pools: tuple[tuple[int, int], ...], fraction: float
+) -> None:
+    """USDC -> BONK over one two-hop and two three-hop paths at random prices: the route
+    gives at least the best single path (any length), and leaving out the three-hop paths
+    that cannot pay loses nothing against quoting them all."""
+    (usdc_sol, p1), (usdc_usdt, p2), (usdt_sol, p3), (sol_bonk, p4) = pools
+    venues = [
+        cp(R, USDC.mint, SOL.mint, usdc_sol * p1 // 100, usdc_sol // 150 * 1000),
+        cp(M, USDC.mint, USDT.mint, usdc_usdt, usdc_usdt * p2 // 100, fee_bps=5),
+        cp(R, USDT.mint, USDC.mint, usdc_usdt, usdc_usdt * p2 // 100, fee_bps=30),
+        cp(M, USDT.mint, SOL.mint, usdt_sol, usdt_sol // 150 * 1000 * p3 // 100),
+        cp(R, SOL.mint, BONK.mint, sol_bonk, sol_bonk * 75_000 * p4 // 100),
+    ]
+    amount = max(1_000, int(min(usdc_sol, usdc_usdt, usdt_sol) * fraction))
+    plan = plan_route(venues, USDC.mint, BONK.mint, amount)
+    every_path = candidate_paths(venues, USDC.mint, BONK.mint)
+    assert plan.amount_out >= max(p.quote(amount) for p in every_path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(router, "_could_beat_shorter", lambda long, *_: long)
+        unpruned = plan_route(venues, USDC.mint, BONK.mint, amount)
+    assert plan.amount_out >= unpruned.amount_out * (1 - 0.0001)

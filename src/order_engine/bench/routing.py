@@ -20,7 +20,10 @@ CASES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("SOL", "USDC", ("0.1", "10", "100", "1000", "4000")),
     ("USDC", "SOL", ("15", "1500", "150000", "600000")),
     ("JUP", "USDC", ("100", "10000", "200000")),
-    ("USDC", "BONK", ("15", "1500", "150000")),  # no direct pool: two hops via SOL
+    ("USDC", "BONK", ("15", "1500", "150000")),  # no direct pool: via SOL (and USDT)
+    # Two hops via SOL; the three-hop paths via USDC and SOL cannot pay, so are not quoted.
+    ("USDT", "BONK", ("15", "1500")),
+    ("BONK", "JUP", ("1000000", "100000000", "10000000000")),  # three hops: SOL, USDC
 )
 
 
@@ -29,7 +32,7 @@ class RoutingRow:
     pair: str
     amount: str
     max_of_two_venues: str | None  # each venue's direct pool, the better one
-    best_single_venue: str | None  # best path (direct or two-hop) within one venue
+    best_single_venue: str | None  # best path (of up to three hops) within one venue
     route: str
     legs: int
     hops: int

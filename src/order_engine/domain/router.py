@@ -1,14 +1,17 @@
-"""The router: the split across pools and two-hop paths that maximises output.
+"""The router: the split across pools and paths of up to three hops that maximises output.
 
-Each candidate path (one pool, or two pools through an intermediate token) has a concave
-output curve f(a). The best split of an amount A gives every used path the same marginal
-output f'(a) = lambda; we find lambda by bisection, using each curve's allocation at a given
-lambda (closed form for constant-product pools and chains of them, a walk over bins for
-DLMM, bisection for mixed chains), then settle the integer amounts with exact quotes and a
-short hill climb. Each hop costs something to execute (compute); a path whose extra output
-does not cover its hops' cost is dropped.
+Each candidate path (one pool, two pools through an intermediate token, or three pools
+through two of them) has a concave output curve f(a). The best split of an amount A gives
+every used path the same marginal output f'(a) = lambda; we find lambda by bisection,
+using each curve's allocation at a given lambda (closed form for constant-product pools
+and chains of them, a walk over bins for DLMM, bisection for mixed chains), then settle
+the integer amounts with exact quotes and a short hill climb. Each hop costs something to
+execute (compute); a path whose extra output does not cover its hops' cost is dropped.
 
 Paths are chosen pool-disjoint (the best first), so their curves are independent.
+Three-hop paths are only considered when they could carry part of the best route (see
+`_could_beat_shorter`): an order that a shorter path serves best does not quote or split
+over them.
 """
 
 from __future__ import annotations
@@ -22,13 +25,15 @@ from typing import Protocol
 from order_engine.domain.amm import Venue
 from order_engine.domain.errors import InsufficientLiquidityError, NoRouteError
 
-# The liquid tokens a two-hop route may pass through (SOL, USDC, USDT).
+# The liquid tokens a route may pass through (SOL, USDC, USDT): one of them on a two-hop
+# path, two different ones on a three-hop path.
 INTERMEDIATE_MINTS: tuple[str, ...] = (
     "So11111111111111111111111111111111111111112",
     "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v",
     "Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB",
 )
 MAX_PATHS = 6
+MAX_HOPS = 3
 BISECTION_STEPS = 40
 
 
@@ -239,27 +244,134 @@ class RoutePlan:
     paths: tuple[Path, ...] = field(default=())  # every candidate, for comparisons
 
 
-def candidate_paths(pools: Sequence[RoutablePool], input_mint: str, output_mint: str) -> (
-    list[Path]
-):
-    """Every direct pool, and every two-hop path through SOL, USDC or USDT."""
-    def pools_for(x: str, y: str) -> list[RoutablePool]:
-        return [p for p in pools if set(p.mints) == {x, y}]
+PoolIndex = dict[frozenset[str], list[RoutablePool]]
 
-    paths = [Path((Hop(p, input_mint, output_mint),)) for p in pools_for(input_mint, output_mint)]
+
+def _pools_by_pair(pools: Sequence[RoutablePool]) -> PoolIndex:
+    index: PoolIndex = {}
+    for pool in pools:
+        index.setdefault(frozenset(pool.mints), []).append(pool)
+    return index
+
+
+def _short_paths(by_pair: PoolIndex, input_mint: str, output_mint: str) -> list[Path]:
+    """Every direct pool, and every two-hop path through SOL, USDC or USDT."""
+    paths = [Path((Hop(p, input_mint, output_mint),))
+             for p in by_pair.get(frozenset((input_mint, output_mint)), ())]
     for middle in INTERMEDIATE_MINTS:
         if middle in (input_mint, output_mint):
             continue
-        for first in pools_for(input_mint, middle):
-            for second in pools_for(middle, output_mint):
+        for first in by_pair.get(frozenset((input_mint, middle)), ()):
+            for second in by_pair.get(frozenset((middle, output_mint)), ()):
                 paths.append(Path((Hop(first, input_mint, middle),
                                    Hop(second, middle, output_mint))))
     return paths
 
 
-def _disjoint_best(paths: list[Path], amount_in: int) -> list[Path]:
+def _three_hop_paths(by_pair: PoolIndex, input_mint: str, output_mint: str) -> list[Path]:
+    """Every path through two different intermediates (no pool used twice)."""
+    paths = []
+    for first_middle in INTERMEDIATE_MINTS:
+        if first_middle in (input_mint, output_mint):
+            continue
+        firsts = by_pair.get(frozenset((input_mint, first_middle)))
+        if not firsts:
+            continue
+        for second_middle in INTERMEDIATE_MINTS:
+            if second_middle in (input_mint, output_mint, first_middle):
+                continue
+            seconds = by_pair.get(frozenset((first_middle, second_middle)))
+            thirds = by_pair.get(frozenset((second_middle, output_mint)))
+            if not seconds or not thirds:
+                continue
+            for first in firsts:
+                for second in seconds:
+                    for third in thirds:
+                        if len({first.pool_id, second.pool_id, third.pool_id}) < 3:
+                            continue
+                        paths.append(Path((Hop(first, input_mint, first_middle),
+                                           Hop(second, first_middle, second_middle),
+                                           Hop(third, second_middle, output_mint))))
+    return paths
+
+
+def candidate_paths(pools: Sequence[RoutablePool], input_mint: str, output_mint: str,
+                    max_hops: int = MAX_HOPS) -> list[Path]:
+    """Every direct pool, every two-hop path through SOL, USDC or USDT, and (unless
+    `max_hops` < 3) every three-hop path through two of them."""
+    by_pair = _pools_by_pair(pools)
+    paths = _short_paths(by_pair, input_mint, output_mint)
+    if max_hops < 2:
+        return [p for p in paths if len(p.hops) == 1]
+    if max_hops >= 3:
+        paths += _three_hop_paths(by_pair, input_mint, output_mint)
+    return paths
+
+
+class _Quotes:
+    """Exact quotes of paths and their rates before any trade, each computed once for a
+    plan: ranking, the single best path, the bounds and the comparisons ask again."""
+
+    def __init__(self, amount_in: int) -> None:
+        self.amount_in = amount_in
+        self._outs: dict[tuple[int, int], int] = {}  # (id(path), amount); paths outlive it
+        self._rates: dict[tuple[int, str], float] = {}  # (id(pool), input mint)
+
+    def out(self, path: Path, amount: int | None = None) -> int:
+        """`path.quote(amount)` (the plan's amount by default)."""
+        amount = self.amount_in if amount is None else amount
+        key = (id(path), amount)
+        out = self._outs.get(key)
+        if out is None:
+            out = self._outs[key] = path.quote(amount)
+        return out
+
+    def initial_rate(self, path: Path) -> float:
+        """`path.initial_rate()`, each pool's rate computed once (paths share pools)."""
+        rate = 1.0
+        for hop in path.hops:
+            key = (id(hop.pool), hop.input_mint)
+            hop_rate = self._rates.get(key)
+            if hop_rate is None:
+                hop_rate = self._rates[key] = hop.pool.initial_rate(hop.input_mint)
+            rate *= hop_rate
+        return rate
+
+
+def _marginal_floor(path: Path, quotes: _Quotes) -> float:
+    """A lower bound on `path`'s marginal output after the plan's amount (0 if it cannot
+    take more): concave, so the slope over the next step is at most the slope where it
+    starts; one unit less, for the quotes' rounding down."""
+    step = max(1_000, quotes.amount_in // 1_000)
+    more = quotes.out(path, quotes.amount_in + step)
+    if more < 0:
+        return 0.0
+    return max(0.0, (more - quotes.out(path) - 1) / step)
+
+
+def _could_beat_shorter(long: list[Path], short: list[Path], quotes: _Quotes) -> list[Path]:
+    """The three-hop paths that could carry part of the best route.
+
+    Outputs are concave with f(0) = 0. Let `best` be the shorter path that gives most for
+    all of `amount_in`, and r its marginal output after all of it. In the best split
+    (over any set of paths holding `best`) every used path pays the same marginal rate,
+    at least r (`best` never needs more than the whole amount); a path whose rate before
+    any trade is at most r therefore gets nothing. Alone it gives at most rate * amount
+    <= r * amount <= best's output, with more hops to pay. So only a three-hop path with
+    an initial rate above r can matter: typically none for an ordinary order, whose best
+    pool is still near its initial price after the trade, while an extra hop's fee and
+    price gap cost far more.
+    """
+    if not long:
+        return long
+    best = max(short, key=quotes.out)
+    floor = _marginal_floor(best, quotes)
+    return [path for path in long if quotes.initial_rate(path) > floor]
+
+
+def _disjoint_best(paths: list[Path], quotes: _Quotes) -> list[Path]:
     """The best paths for the whole amount, skipping any that reuses a pool."""
-    ranked = sorted(paths, key=lambda p: p.quote(amount_in), reverse=True)
+    ranked = sorted(paths, key=quotes.out, reverse=True)
     chosen: list[Path] = []
     used: set[str] = set()
     for path in ranked:
@@ -375,17 +487,21 @@ def plan_route(
     to execute, in output base units (a path must earn its hops)."""
     if amount_in <= 0:
         raise ValueError("amount_in must be positive")
-    all_paths = candidate_paths(pools, input_mint, output_mint)
-    if not all_paths:
-        raise NoRouteError("no pool or two-hop path connects these tokens")
-    paths = _disjoint_best(all_paths, amount_in) if split else []
-    single = max(all_paths, key=lambda p: p.quote(amount_in) - hop_cost_out * len(p.hops))
-    best_split, best_value = [amount_in], single.quote(amount_in) - hop_cost_out * len(
+    by_pair = _pools_by_pair(pools)
+    short = _short_paths(by_pair, input_mint, output_mint)
+    long = _three_hop_paths(by_pair, input_mint, output_mint)
+    if not short and not long:
+        raise NoRouteError("no pool or path of up to three hops connects these tokens")
+    quotes = _Quotes(amount_in)
+    all_paths = short + _could_beat_shorter(long, short, quotes) if short else long
+    paths = _disjoint_best(all_paths, quotes) if split else []
+    single = max(all_paths, key=lambda p: quotes.out(p) - hop_cost_out * len(p.hops))
+    best_split, best_value = [amount_in], quotes.out(single) - hop_cost_out * len(
         single.hops)
     best_paths = [single]
     # Keyed by identity: hashing a path would hash every bin of its DLMM pools.
     curves: dict[int, Curve] = {}
-    if len(paths) > 1 and not _split_cannot_help(single, paths, amount_in):
+    if len(paths) > 1 and not _split_cannot_help(single, paths, amount_in, quotes):
         # Paths the split leaves (nearly) empty go first; then, one at a time, the path
         # carrying least, while dropping it (and its hops' cost) does not lose output.
         current = list(paths)
@@ -414,43 +530,44 @@ def plan_route(
         amount_in=amount_in,
         legs=legs,
         amount_out=amount_out,
-        best_single_venue=_best_single_venue(all_paths, amount_in),
-        price_impact_pct=_price_impact(all_paths, amount_in, amount_out, curves),
+        best_single_venue=_best_single_venue(all_paths, quotes),
+        price_impact_pct=_price_impact(all_paths, amount_in, amount_out, curves, quotes),
         hop_cost_out=hop_cost_out,
         paths=tuple(all_paths),
     )
 
 
-def _best_single_venue(paths: list[Path], amount_in: int) -> tuple[Venue, int] | None:
+def _best_single_venue(paths: list[Path], quotes: _Quotes) -> tuple[Venue, int] | None:
     best: tuple[Venue, int] | None = None
     for path in paths:
         if len(path.venues) != 1:
             continue
-        out = path.quote(amount_in)
+        out = quotes.out(path)
         if out >= 0 and (best is None or out > best[1]):
             best = (next(iter(path.venues)), out)
     return best
 
 
-def _split_cannot_help(single: Path, paths: list[Path], amount_in: int) -> bool:
+def _split_cannot_help(single: Path, paths: list[Path], amount_in: int,
+                       quotes: _Quotes | None = None) -> bool:
     """True when all of `amount_in` on `single` is provably best, so the split (the costly
     part of routing) can be skipped: outputs are concave, so if `single`'s rate at the
     margin after the whole amount is still above every other path's rate before any,
     no amount moved elsewhere can earn more than it loses (and a split pays more hops).
-    The rate after the amount is bounded below by the exact output of a little more."""
-    step = max(1_000, amount_in // 1_000)  # wide enough that rounding cannot inflate it
-    more = single.quote(amount_in + step)
-    if more < 0:
-        return False
-    rate_after = (more - single.quote(amount_in)) / step
-    best_other = max((p.initial_rate() for p in paths if p is not single), default=0.0)
+    The rate after the amount is bounded below by the exact output of a little more,
+    less the unit that rounding may have added (with two equal pools the gain of a split
+    can be smaller than that unit over the step)."""
+    quotes = quotes or _Quotes(amount_in)
+    rate_after = _marginal_floor(single, quotes)
+    best_other = max((quotes.initial_rate(p) for p in paths if p is not single),
+                     default=0.0)
     return rate_after > best_other * (1 + 1e-9)
 
 
 def _price_impact(paths: list[Path], amount_in: int, amount_out: int,
-                  curves: dict[int, Curve]) -> float:
+                  curves: dict[int, Curve], quotes: _Quotes) -> float:
     best_rate = max(
-        c.marginal(0.0) if (c := curves.get(id(p))) is not None else p.initial_rate()
+        c.marginal(0.0) if (c := curves.get(id(p))) is not None else quotes.initial_rate(p)
         for p in paths
     )
     ideal = best_rate * amount_in
