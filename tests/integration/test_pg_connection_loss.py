@@ -1,16 +1,22 @@
-"""The asyncpg pool when PostgreSQL drops a connection, made deterministic by a proxy
-(tests/pg_proxy.py) that holds back the server's close."""
+"""The pools and the submissions' group commit when PostgreSQL drops a connection, made
+deterministic by a proxy (tests/pg_proxy.py) that holds back a server's close, or cuts
+a connection before a reply."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from arq.constants import job_key_prefix
 from sqlalchemy import text
 
+from order_engine.domain.orders import OrderType
+from order_engine.domain.tokens import SOL, USDC
 from order_engine.store.db import (
     DATABASE_ERRORS,
     connection_lost,
@@ -18,7 +24,11 @@ from order_engine.store.db import (
     create_pg_pool,
     to_libpq_url,
 )
+from order_engine.store.repository import NewOrder
+from order_engine.store.submissions import SubmissionBatcher
 from tests.pg_proxy import PgProxy
+from tests.servers import unique_name
+from tests.stack import API_KEY, Stack
 
 HELD_EOF_S = 3.0
 
@@ -92,3 +102,68 @@ async def test_sqlalchemys_pre_ping_replaces_a_terminated_connection(
             assert (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one() != pid
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+async def batcher(stack: Stack, database_url: str, proxy: PgProxy) -> AsyncIterator[
+    SubmissionBatcher
+]:
+    pool = await create_pg_pool(_through(database_url, proxy), size=1)
+    prefix = unique_name("oe-test")
+    batcher = SubmissionBatcher(pool, stack.services.redis, prefix, f"{prefix}:queue",
+                                "execute_order")
+    batcher.start()
+    try:
+        yield batcher
+    finally:
+        await batcher.stop()
+        await pool.close()
+        async for key in stack.services.redis.scan_iter(match=f"{prefix}:*"):
+            await stack.services.redis.delete(key)
+
+
+async def _new_order(stack: Stack) -> NewOrder:
+    key_id = await stack.services.api_keys.lookup(API_KEY)
+    assert key_id is not None
+    return NewOrder(key_id, OrderType.MARKET, SOL.mint, USDC.mint, 1_000_000, 50)
+
+
+async def _stored(stack: Stack, order_id: uuid.UUID) -> tuple[int, int]:
+    """How many rows of the order, and of its first event, are stored."""
+    row = await stack.services.pg.fetchrow(
+        "SELECT (SELECT count(*) FROM orders WHERE id = $1) AS orders, "
+        "(SELECT count(*) FROM order_events WHERE order_id = $1 AND seq = 1) AS events",
+        order_id)
+    assert row is not None
+    await stack.services.redis.delete(job_key_prefix + str(order_id))
+    return int(row["orders"]), int(row["events"])
+
+
+async def test_a_submission_on_a_dropped_connection_is_committed_on_another(
+    stack: Stack, database_url: str, proxy: PgProxy, batcher: SubmissionBatcher
+) -> None:
+    await batcher.submit(await _new_order(stack))  # the pool's connection is up
+    await _drop_idle_connection(batcher._pg, database_url, proxy)
+    accepted = await batcher.submit(await _new_order(stack))
+    assert await _stored(stack, accepted.order_id) == (1, 1)
+
+
+async def test_a_submission_whose_commit_was_not_heard_is_stored_once(
+    stack: Stack, proxy: PgProxy, batcher: SubmissionBatcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch's INSERT committed, then the connection broke before its reply came:
+    the retry (same order ids) must find it committed, not store a second order."""
+    found: list[bool] = []
+    stored = batcher._stored
+
+    async def spy(ids: list[uuid.UUID], now: datetime) -> bool:
+        found.append(await stored(ids, now))
+        return found[-1]
+
+    monkeypatch.setattr(batcher, "_stored", spy)
+    await batcher.submit(await _new_order(stack))  # prepared: the next reply is the INSERT's
+    proxy.cut_on = b"INSERT 0 "  # the CommandComplete tag of the batch's statement
+    accepted = await batcher.submit(await _new_order(stack))
+    assert proxy.cut.is_set()
+    assert found == [True]  # the retry was refused by the primary key, and found it stored
+    assert await _stored(stack, accepted.order_id) == (1, 1)
