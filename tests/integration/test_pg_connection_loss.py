@@ -22,9 +22,10 @@ from order_engine.store.db import (
     connection_lost,
     create_engine,
     create_pg_pool,
+    session_factory,
     to_libpq_url,
 )
-from order_engine.store.repository import NewOrder
+from order_engine.store.repository import IdempotencyClaim, NewOrder, OrderRepository
 from order_engine.store.submissions import SubmissionBatcher
 from tests.pg_proxy import PgProxy
 from tests.servers import unique_name
@@ -167,3 +168,30 @@ async def test_a_submission_whose_commit_was_not_heard_is_stored_once(
     assert proxy.cut.is_set()
     assert found == [True]  # the retry was refused by the primary key, and found it stored
     assert await _stored(stack, accepted.order_id) == (1, 1)
+
+
+@pytest.mark.parametrize("with_key", [True, False])
+async def test_a_claimed_submission_whose_commit_was_not_heard_is_stored_once(
+    stack: Stack, database_url: str, proxy: PgProxy, with_key: bool
+) -> None:
+    """The route's path (SQLAlchemy, one transaction): the COMMIT went through, its reply
+    was cut. The retry finds the order its first try stored (by the key, or by its id)
+    and answers as that try would have: not a replay, nothing stored twice."""
+    engine = create_engine(_through(database_url, proxy), pool_size=1)
+    repo = OrderRepository(session_factory(engine), stack.services.pg)
+    try:
+        await repo.create(await _new_order(stack))  # connected: the next COMMIT is ours
+        claim = IdempotencyClaim(f"cut-{uuid.uuid4()}", "hash") if with_key else None
+        proxy.cut_on = b"COMMIT"  # the CommandComplete tag of the transaction's COMMIT
+        created = await repo.create_idempotent(await _new_order(stack), claim)
+    finally:
+        await engine.dispose()
+    assert proxy.cut.is_set()
+    assert not created.replayed
+    assert created.event is not None
+    assert created.event.seq == 1
+    assert await _stored(stack, created.order.id) == (1, 1)
+    if claim is not None:
+        assert await stack.services.pg.fetchval(
+            "SELECT order_id FROM idempotency_keys WHERE key = $1", claim.key
+        ) == created.order.id
