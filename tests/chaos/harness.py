@@ -49,6 +49,21 @@ PAIRS = [("SOL", "USDC", "0.4"), ("USDC", "SOL", "60"), ("SOL", "USDT", "0.3"),
          ("USDC", "USDT", "100"), ("BONK", "SOL", "3000000"), ("JUP", "USDC", "50"),
          ("USDT", "SOL", "45")]
 TERMINAL = {"confirmed", "failed"}
+# What the pipeline writes as an order's failure reason when the failure is not an
+# ExecutionError of the chain, the router or the venues (the chain's answer, or what the
+# order asked for: slippage, liquidity, a dropped or expired transaction given up on):
+# an unexpected exception (the worker's fail_after_bug), an unclassified ExecutionError,
+# a checkpoint that is not there. Under chaos, each is an infrastructure fault that
+# failed an order, which must never happen.
+INFRASTRUCTURE_FAILURES = ("internal error:", "unexpected:",
+                           "order is building but has no stored route",
+                           "order is submitted but has no stored transaction")
+
+
+def failed_by_infrastructure(reason: str | None) -> bool:
+    """Whether a failed order's failure_reason says infrastructure failed it (or says
+    nothing), rather than the chain or its own conditions."""
+    return not reason or reason.startswith(INFRASTRUCTURE_FAILURES)
 
 
 @dataclass
@@ -179,6 +194,7 @@ class Submission:
     replay_ids: list[str] = field(default_factory=list)
     attempts: int = 0
     error: str | None = None
+    server_errors: int = 0  # 5xx answers
 
 
 @dataclass
@@ -299,6 +315,7 @@ class ChaosRun:
                 if response.status_code == 201:
                     return str(response.json()["orderId"])
                 sub.error = f"HTTP {response.status_code}: {response.text[:200]}"
+                sub.server_errors += response.status_code >= 500
                 if response.status_code < 500 and response.status_code != 409:
                     return None  # a real refusal: retrying will not help
             await asyncio.sleep(0.2 + self.rng.random() * 0.3)
@@ -492,6 +509,17 @@ class ChaosRun:
                       f"retried through faults, {key_orders} orders stored for "
                       f"{len(acked)} acknowledged keys"))
 
+        failed = [orders[o] for o in acked & orders.keys() if orders[o].status == "failed"]
+        by_infrastructure = Counter((o.failure_reason or "(no reason)")[:120] for o in failed
+                                    if failed_by_infrastructure(o.failure_reason))
+        add(Invariant("no order failed because of an infrastructure fault (only the "
+                      "chain's answer or the order's own conditions fail one)",
+                      not by_infrastructure,
+                      f"{len(failed)} failed: {by_infrastructure.total()} by infrastructure "
+                      f"faults, {len(failed) - by_infrastructure.total()} by the chain or "
+                      "their own conditions"
+                      + "".join(f"; {n} x {r}" for r, n in by_infrastructure.most_common(5))))
+
         refused = [s for s in self.submissions if s.order_id is None]
         statuses = Counter(orders[o].status for o in acked & orders.keys())
         self.report.figures.update({
@@ -502,9 +530,11 @@ class ChaosRun:
             "orders_that_needed_retries": sum(orders[o].attempts > 1 for o in acked
                                               if o in orders),
             "failed": statuses["failed"],
+            "failed_by_infrastructure": by_infrastructure.total(),
             "failure_reasons": dict(Counter(
                 (orders[o].failure_reason or "").split(" (")[0] for o in acked
                 if o in orders and orders[o].status == "failed")),
+            "submission_5xx_answers": sum(s.server_errors for s in self.submissions),
             "faults": dict(Counter(f.kind for f in self.report.faults)),
             "log_dir": str(self.log_dir),
         })

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from order_engine.store.db import retry_on_connection_loss
 from order_engine.store.models import ApiKey
 
 KEY_PREFIX = "oe_"
@@ -46,6 +47,11 @@ class ApiKeyStore:
         return plain, key_id
 
     async def lookup(self, key: str) -> uuid.UUID | None:
+        """The key's id (None: unknown or revoked). A read: tried again on another
+        connection if its connection breaks."""
+        return await retry_on_connection_loss(lambda _: self._lookup(key), "API key lookup")
+
+    async def _lookup(self, key: str) -> uuid.UUID | None:
         async with self._sessions() as session:
             return (
                 await session.execute(

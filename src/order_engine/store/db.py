@@ -10,10 +10,13 @@ each (a single statement commits on its own).
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
+import structlog
 from sqlalchemy import ColumnElement
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.exc import DBAPIError
@@ -23,18 +26,84 @@ from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
 from order_engine.config import to_asyncpg_url
 
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
 STATEMENT_TIMEOUT_MS = 10_000
 
+# The connection itself broke, whatever the statement was: closed under it (class 08,
+# e.g. "connection was closed in the middle of operation"), the server shutting it down
+# (pg_terminate_backend: 57P01), or asyncpg's protocol out of step with it. The last is
+# what a connection terminated while idle gives, for a moment: the server's FATAL error
+# arrives with no statement running, which asyncpg reads into its error-consuming state
+# (coreproto: PROTOCOL_ERROR_CONSUME, 2), and only its close, read a turn of the event
+# loop or more later, marks the connection closed. A statement started in between fails
+# with InternalClientError ("cannot switch to state 12; another operation (2) is in
+# progress") before anything is sent, and asyncpg aborts the connection
+# (Protocol._coreproto_error), so the pool connects afresh for the next one; SQLAlchemy
+# then sees it closed and invalidates it (its pre-ping reconnects).
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError, asyncpg.CannotConnectNowError,
+    asyncpg.IdleSessionTimeoutError, asyncpg.InternalClientError,
+)
 # PostgreSQL unreachable, a connection dropped, a statement timed out, no pooled
 # connection free in time: through either driver path.
 DATABASE_ERRORS: tuple[type[Exception], ...] = (
     DBAPIError, PoolTimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
+    *CONNECTION_ERRORS,
 )
 # Refused because of a row's values (bad data, a constraint), not because PostgreSQL is
 # unavailable: a batch that fails so is retried item by item, to find the culprit.
 ROW_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.DataError, asyncpg.IntegrityConstraintViolationError,
 )
+
+
+def _caused_by(exc: BaseException | None, kinds: tuple[type[Exception], ...]) -> bool:
+    """Whether `exc`, or an exception it was raised from, is one of `kinds`."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, kinds):
+            return True
+        exc, seen = exc.__cause__, seen + 1
+    return False
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether `exc` says the statement's connection broke (through either driver path):
+    then the statement may have run or not, and another connection may succeed."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return _caused_by(exc, CONNECTION_ERRORS)  # SQLAlchemy's error is raised from asyncpg's
+
+
+# Between attempts of an operation whose connection broke. Dropped connections are
+# noticed by the pools, and replaced, within a turn or two of the event loop; the
+# delays give a PostgreSQL that is restarting a moment.
+RETRY_DELAYS_S = (0.0, 0.05, 0.25)
+
+
+async def retry_on_connection_loss(operation: Callable[[int], Awaitable[T]], what: str) -> T:
+    """`operation(attempt)`, run again (attempt 1, 2, ...) each time it fails because its
+    connection broke, up to len(RETRY_DELAYS_S) more times; any other failure is raised.
+
+    A connection that breaks may have done so before the statement reached PostgreSQL, or
+    after it committed and before the answer came back: only an operation that is safe to
+    run twice may be retried so (a read; a write that recognizes its own earlier commit,
+    which `attempt` > 0 tells it to look for).
+    """
+    attempt = 0
+    while True:
+        try:
+            return await operation(attempt)
+        except Exception as exc:
+            if attempt >= len(RETRY_DELAYS_S) or not connection_lost(exc):
+                raise
+            log.info("database connection lost; retrying", operation=what,
+                     attempt=attempt + 1, error=f"{type(exc).__name__}: {exc}")
+        await asyncio.sleep(RETRY_DELAYS_S[attempt])
+        attempt += 1
 
 
 def _json_dumps(value: Any) -> str:
@@ -74,7 +143,9 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 async def _no_reset(conn: asyncpg.Connection) -> None:
     """Nothing to reset: the hot path sets no session state and leaves no transaction open
-    (asyncpg's default reset would cost a round trip on every release)."""
+    (asyncpg's default reset would cost a round trip on every release). A connection that
+    broke is not handed out again all the same: asyncpg marks it closed (see
+    CONNECTION_ERRORS), and the pool terminates a closed connection on release."""
 
 
 async def create_pg_pool(database_url: str, size: int = 10) -> asyncpg.Pool:

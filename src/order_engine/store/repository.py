@@ -21,6 +21,7 @@ from order_engine.domain.orders import (
     OrderType,
     check_transition,
 )
+from order_engine.store.db import retry_on_connection_loss
 from order_engine.store.models import BaseUnits, IdempotencyKey, Order, OrderEvent
 from order_engine.store.transitions import Move, TransitionWriter
 
@@ -188,15 +189,31 @@ class OrderRepository:
         The key is claimed under a transaction-scoped advisory lock, in the same transaction
         as the order: a concurrent request with the same key cannot take the lock and is told
         it is in flight; once the first commits, the key and its order are there to replay.
+
+        If the connection breaks, the whole transaction is tried again, with the same order
+        id: had the first try committed before the break, the retry finds that order (by
+        its key, or by its id) and answers as the first try would have, stores nothing.
         """
         now = _now()
-        order_row, event_row = new_order_rows(new, uuid.uuid4(), now)
+        order_id = uuid.uuid4()
+        return await retry_on_connection_loss(
+            lambda attempt: self._create(new, claim, order_id, now, retried=attempt > 0),
+            "order submission")
+
+    async def _create(self, new: NewOrder, claim: IdempotencyClaim | None,
+                      order_id: uuid.UUID, now: datetime, *, retried: bool) -> Created:
+        order_row, event_row = new_order_rows(new, order_id, now)
         order, event = Order(**order_row), OrderEvent(**event_row)
+        ours = Created(order, _event_record(event, new.api_key_id), replayed=False)
         async with self._sessions.begin() as session:
             if claim is not None:
                 replay = await self._claim(session, new.api_key_id, claim, now)
                 if replay is not None:
+                    if replay.id == order_id:  # this request's own, committed by a try
+                        return Created(replay, ours.event, replayed=False)
                     return Created(replay, None, replayed=True)
+            elif retried and (stored := await session.get(Order, order_id)) is not None:
+                return Created(stored, ours.event, replayed=False)
             session.add(order)
             await session.flush()
             session.add(event)
@@ -204,7 +221,7 @@ class OrderRepository:
                 session.add(IdempotencyKey(api_key_id=new.api_key_id, key=claim.key,
                                            request_hash=claim.request_hash,
                                            order_id=order.id, created_at=now))
-        return Created(order, _event_record(event, order.api_key_id), replayed=False)
+        return ours
 
     async def _claim(
         self, session: AsyncSession, api_key_id: uuid.UUID, claim: IdempotencyClaim,

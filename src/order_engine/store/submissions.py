@@ -13,6 +13,11 @@ trip and one implicit transaction (the events' foreign keys are checked at the e
 the statement, after the orders are in). SQLAlchemy's executemany cost a BEGIN, a
 pre-ping, two statements and a COMMIT per batch, plus compiling every row's parameters.
 
+A batch whose connection breaks is written again on another (db.retry_on_connection_loss),
+with the same order ids: if the first try had committed before the break, the orders'
+primary key refuses the rows a second time and they are found stored, so no order is
+ever stored twice, and the submitter is answered as if nothing had happened.
+
 Submissions with an Idempotency-Key take the single-order path (their claim needs its own
 lock and answer).
 """
@@ -37,7 +42,7 @@ from sqlalchemy import Table
 
 from order_engine.domain.orders import OrderStatus
 from order_engine.events import event_envelope, events_channel
-from order_engine.store.db import pg_array_type
+from order_engine.store.db import pg_array_type, retry_on_connection_loss
 from order_engine.store.models import Order, OrderEvent
 from order_engine.store.repository import EventRecord, NewOrder, new_order_rows
 
@@ -169,12 +174,34 @@ class SubmissionBatcher:
         event_columns, event_values = _columns([event for _, event in rows])
         # A single statement commits on its own, with synchronous_commit on: when it
         # returns, the batch's WAL is flushed.
-        await self._pg.execute(batch_insert_sql(order_columns, event_columns),
-                               *order_values, *event_values)
+        sql = batch_insert_sql(order_columns, event_columns)
+        await retry_on_connection_loss(
+            functools.partial(self._insert, sql, [*order_values, *event_values], ids, now),
+            "submission batch")
         # Committed: from here every order is acknowledged and never lost. Enqueue and
         # publish in one round trip; if Redis fails, the sweep enqueues them later.
         enqueued = await self._enqueue_and_publish(batch, ids, now)
         return [Accepted(order_id, enqueued) for order_id in ids]
+
+    async def _insert(self, sql: str, args: list[list[Any]], ids: list[uuid.UUID],
+                      now: datetime, attempt: int) -> None:
+        """The batch's statement. Tried again (`attempt` > 0) after the connection broke,
+        it may find the rows committed by the try whose answer was lost: the orders'
+        primary key refuses them (waiting, if that try's transaction is still open, for it
+        to end), and they are there, all of them (one statement, one transaction)."""
+        try:
+            await self._pg.execute(sql, *args)
+        except asyncpg.UniqueViolationError:
+            if attempt == 0 or not await self._stored(ids, now):
+                raise
+            log.info("submission batch found committed by the try whose answer was lost",
+                     orders=len(ids))
+
+    async def _stored(self, ids: list[uuid.UUID], now: datetime) -> bool:
+        stored = await self._pg.fetchval(
+            "SELECT count(*) FROM orders WHERE id = ANY($1::uuid[]) AND created_at = $2",
+            ids, now)
+        return bool(stored == len(ids))
 
     async def _enqueue_and_publish(self, batch: list[_Pending], ids: list[uuid.UUID],
                                    now: datetime) -> bool:
