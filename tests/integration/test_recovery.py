@@ -172,8 +172,8 @@ async def test_a_bug_before_any_transaction_fails_the_order_with_the_reason(
     order_id = await _new_order(services, _unique_amount())
     executor = build_executor(services)
     executor._chain = BrokenChain(services.chain)
-    ctx = {"executor": executor, "leases": LeaseKeeper(services.settings.redis_url, 5),
-           "job_id": str(order_id)}
+    leases = LeaseKeeper(services.redis, services.settings.redis_url, 5)
+    ctx = {"executor": executor, "leases": leases, "job_id": str(order_id)}
 
     assert await execute_order(ctx, str(order_id)) == "failed"
 
@@ -191,8 +191,8 @@ async def test_a_bug_after_signing_retries_instead_of_guessing(stack: Stack) -> 
         await crashing.execute(order_id)  # signed and stored, never sent
     executor = build_executor(services)
     executor._chain = BrokenChain(services.chain)
-    ctx = {"executor": executor, "leases": LeaseKeeper(services.settings.redis_url, 5),
-           "job_id": str(order_id)}
+    leases = LeaseKeeper(services.redis, services.settings.redis_url, 5)
+    ctx = {"executor": executor, "leases": leases, "job_id": str(order_id)}
 
     with pytest.raises(Retry):
         await execute_order(ctx, str(order_id))

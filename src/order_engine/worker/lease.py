@@ -6,12 +6,16 @@ until it expires no other worker takes the job. While a job runs we keep that ke
 at a few seconds and renew it: if the worker dies, the key lapses within the lease and
 another worker picks the job up.
 
-The renewals run on a thread of their own, with a Redis connection of their own, not on
-the event loop. On the loop they waited their turn behind every running order: with 200
-orders in flight on a saturated worker a renewal round trip took over 2 s, leases lapsed,
-other workers took over jobs that were still running, and the overlapping runs cost
-retries and throughput (issue 11: 358 -> 125-189 orders/s). A thread gets the interpreter
-every few milliseconds however busy the loop is.
+A job's first renewal (at its start, shortening arq's whole-timeout TTL to the lease) is
+made on the event loop, batched with the other jobs starting at the same time. The
+periodic renewals run on a thread of their own, with a Redis connection of their own. On
+the loop they waited their turn behind every running order: with 200 orders in flight on
+a saturated worker a renewal round trip took over 2 s, leases lapsed, other workers took
+over jobs that were still running, and the overlapping runs cost retries and throughput
+(issue 11: 358 -> 125-189 orders/s). A thread gets the interpreter every few milliseconds
+however busy the loop is. It wakes only every lease/3: waking it at every job start cost
+a quarter of a saturated worker's throughput (GIL hand-overs; 542 -> 404-445 orders/s in
+a flood of 5,000), and a late first renewal is harmless (the key keeps arq's TTL).
 
 Busy is not hung: the loop beats a heartbeat, and the thread renews only while the beat is
 fresh (`stall_limit_s`). A worker whose loop is stuck lets its leases lapse, as a dead one.
@@ -28,7 +32,10 @@ from collections.abc import AsyncIterator
 import structlog
 from arq.constants import in_progress_key_prefix
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
+
+from order_engine.batching import MicroBatcher
 
 log = structlog.get_logger(__name__)
 
@@ -37,16 +44,17 @@ STALL_LIMIT_S = 30.0  # far past any busy loop's delay, well within a job's time
 
 
 class LeaseKeeper:
-    def __init__(self, redis_url: str, lease_s: float, *,
+    def __init__(self, redis: AsyncRedis, redis_url: str, lease_s: float, *,
                  stall_limit_s: float = STALL_LIMIT_S) -> None:
         self._lease_ms = int(lease_s * 1000)
         self._stall_limit_s = stall_limit_s
+        self._loop_redis = redis
         self._redis = Redis.from_url(redis_url, socket_timeout=lease_s / 2,
                                      socket_connect_timeout=lease_s / 2)
         self._lock = threading.Lock()
         self._keys: set[str] = set()  # every lease held
-        self._fresh: set[str] = set()  # held but not yet renewed once
-        self._wake = threading.Event()
+        self._first_renewals: MicroBatcher[str, None] = MicroBatcher(
+            self._renew_first, key=lambda key: key, max_batch=1000)
         self._stopping = threading.Event()
         self._beat = time.monotonic()
         self._thread: threading.Thread | None = None
@@ -60,7 +68,6 @@ class LeaseKeeper:
 
     async def stop(self) -> None:
         self._stopping.set()
-        self._wake.set()
         if self._heart is not None:
             self._heart.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -74,46 +81,43 @@ class LeaseKeeper:
         key = in_progress_key_prefix + job_id
         with self._lock:
             self._keys.add(key)
+        try:
             # At once: arq set it to the whole job timeout. Jobs that start together (a
             # worker may start hundreds in one poll) are renewed together.
-            self._fresh.add(key)
-        self._wake.set()
-        try:
+            await self._first_renewals.submit(key)
             yield
         finally:
             with self._lock:
                 self._keys.discard(key)
-                self._fresh.discard(key)
 
     async def _heartbeat(self) -> None:
         while True:
             self._beat = time.monotonic()
             await asyncio.sleep(HEARTBEAT_S)
 
+    async def _renew_first(self, keys: list[str]) -> list[Exception | None]:
+        try:
+            async with self._loop_redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.pexpire(key, self._lease_ms)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:  # the key keeps arq's TTL: the job is safe
+            log.warning("job lease first renewal failed", jobs=len(keys), error=str(exc))
+        return [None] * len(keys)
+
     def _keep(self) -> None:
-        next_all = time.monotonic()
         stalled = False
-        while not self._stopping.is_set():
-            self._wake.wait(max(0.0, next_all - time.monotonic()))
-            self._wake.clear()
-            if self._stopping.is_set():
-                return
-            now = time.monotonic()
-            if now - self._beat > self._stall_limit_s:
+        while not self._stopping.wait(self._lease_ms / 3000):
+            stalled_s = time.monotonic() - self._beat
+            if stalled_s > self._stall_limit_s:
                 if not stalled:
                     log.error("worker event loop stalled; its job leases are let lapse",
-                              stalled_s=round(now - self._beat, 1))
+                              stalled_s=round(stalled_s, 1))
                 stalled = True
-                next_all = now + self._lease_ms / 3000
                 continue
             stalled = False
             with self._lock:
-                if now >= next_all:
-                    keys = list(self._keys)
-                    next_all = now + self._lease_ms / 3000
-                else:
-                    keys = list(self._fresh)
-                self._fresh.clear()
+                keys = list(self._keys)
             if keys:
                 self._renew(keys)
 
