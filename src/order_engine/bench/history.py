@@ -3,7 +3,8 @@ what its reads cost at any depth.
 
 The seed writes finished orders (and their events) straight into PostgreSQL with
 `generate_series`, as months of trading would have left them: most confirmed, some failed,
-one every few seconds going back from now. The reads bench then asks the running API for
+one every few seconds going back from now, with time-ordered ids as the service makes
+them (store/ids.py). The reads bench then asks the running API for
 pages at several depths (the cursor of a page N rows deep is the one the API itself would
 have handed out there), for `status`-filtered pages, and for `/api/stats`.
 """
@@ -38,7 +39,10 @@ INSERT INTO orders (id, api_key_id, type, status, input_mint, output_mint, amoun
                     slippage_bps, attempts, expected_amount_out, min_amount_out, amount_out,
                     execution_price, tx_signature, failure_reason, last_seq,
                     created_at, updated_at)
-SELECT gen_random_uuid(), $1, 'market',
+SELECT (lpad(to_hex((extract(epoch FROM t.created_at) * 1000)::bigint), 12, '0') || '7'
+        || substr(md5(random()::text), 1, 3) || to_hex(8 + floor(random() * 4)::int)
+        || substr(md5(random()::text), 1, 15))::uuid,  -- a UUIDv7, as store/ids.py makes
+       $1, 'market',
        CASE WHEN n % {FAILED_EVERY} = 0 THEN 'failed' ELSE 'confirmed' END,
        '{_SOL}', '{_USDC}', 500000000, 100, 1, 75000000, 74625000,
        CASE WHEN n % {FAILED_EVERY} = 0 THEN NULL ELSE 74990000 END,
@@ -46,9 +50,9 @@ SELECT gen_random_uuid(), $1, 'market',
        CASE WHEN n % {FAILED_EVERY} = 0 THEN NULL ELSE md5(n::text) END,
        CASE WHEN n % {FAILED_EVERY} = 0 THEN 'slippage exceeded' ELSE NULL END,
        5,
-       $2::timestamptz - make_interval(secs => n * {SPACING_S}),
-       $2::timestamptz - make_interval(secs => n * {SPACING_S}) + interval '3 seconds'
-FROM generate_series($3::bigint, $4::bigint) AS n
+       t.created_at, t.created_at + interval '3 seconds'
+FROM generate_series($3::bigint, $4::bigint) AS n,
+     LATERAL (SELECT $2::timestamptz - make_interval(secs => n * {SPACING_S})) AS t(created_at)
 """
 _SEED_EVENTS = """
 INSERT INTO order_events (order_id, seq, status, attempt, payload, created_at)

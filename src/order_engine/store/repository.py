@@ -22,6 +22,7 @@ from order_engine.domain.orders import (
     check_transition,
 )
 from order_engine.store.db import retry_on_connection_loss
+from order_engine.store.ids import new_order_id
 from order_engine.store.models import BaseUnits, IdempotencyKey, Order, OrderEvent
 from order_engine.store.transitions import Move, TransitionWriter
 
@@ -195,9 +196,9 @@ class OrderRepository:
         its key, or by its id) and answers as the first try would have, stores nothing.
         """
         now = _now()
-        order_id = uuid.uuid4()
+        new_id = new_order_id(now)
         return await retry_on_connection_loss(
-            lambda attempt: self._create(new, claim, order_id, now, retried=attempt > 0),
+            lambda attempt: self._create(new, claim, new_id, now, retried=attempt > 0),
             "order submission")
 
     async def _create(self, new: NewOrder, claim: IdempotencyClaim | None,

@@ -43,6 +43,7 @@ from sqlalchemy import Table
 from order_engine.domain.orders import OrderStatus
 from order_engine.events import event_envelope, events_channel
 from order_engine.store.db import pg_array_type, retry_on_connection_loss
+from order_engine.store.ids import new_order_id
 from order_engine.store.models import Order, OrderEvent
 from order_engine.store.repository import EventRecord, NewOrder, new_order_rows
 
@@ -167,7 +168,7 @@ class SubmissionBatcher:
 
     async def _commit(self, batch: list[_Pending]) -> list[Accepted]:
         now = datetime.now(UTC)
-        ids = [uuid.uuid4() for _ in batch]
+        ids = [new_order_id(now) for _ in batch]
         rows = [new_order_rows(p.new, order_id, now) for order_id, p in zip(ids, batch,
                                                                             strict=True)]
         order_columns, order_values = _columns([order for order, _ in rows])
