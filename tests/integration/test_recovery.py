@@ -199,3 +199,12 @@ async def test_a_bug_after_signing_retries_instead_of_guessing(stack: Stack) -> 
     assert (await services.orders.get(order_id)).status == "building"  # not failed
 
     assert await build_executor(services).execute(order_id) is OrderStatus.CONFIRMED
+
+
+async def test_a_job_whose_order_does_not_exist_is_dropped(stack: Stack) -> None:
+    """Not retried, not an error trace per try: there is nothing to execute."""
+    services = stack.services
+    missing = str(uuid.uuid4())
+    ctx = {"executor": build_executor(services), "job_id": missing,
+           "leases": LeaseKeeper(services.redis, services.settings.redis_url, 5)}
+    assert await execute_order(ctx, missing) == "missing"

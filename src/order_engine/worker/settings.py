@@ -24,6 +24,7 @@ from order_engine.market.transactions import engine_wallet
 from order_engine.services import EXECUTE_ORDER_JOB, Services, open_services, queue_name
 from order_engine.services import redis_settings as arq_redis_settings
 from order_engine.store.db import DATABASE_ERRORS
+from order_engine.store.repository import OrderNotFoundError
 from order_engine.store.submissions import wake_channel
 from order_engine.worker.lease import LeaseKeeper
 from order_engine.worker.pipeline import OrderExecutor, RetryLater, RetryPolicy
@@ -56,6 +57,11 @@ async def execute_order(ctx: dict[str, Any], order_id: str) -> str:
             status = await executor.execute(oid)
     except RetryLater as later:
         raise Retry(defer=timedelta(milliseconds=later.delay_ms)) from None
+    except OrderNotFoundError:
+        # Orders are committed before their jobs are enqueued and never deleted by the
+        # service: a job whose order is gone (removed by hand, a restore) has nothing to do.
+        log.error("order of this job does not exist; job dropped", order_id=order_id)
+        return "missing"
     except INFRASTRUCTURE_ERRORS as exc:
         log.warning("infrastructure error; order job will run again", order_id=order_id,
                     error=f"{type(exc).__name__}: {exc}")
