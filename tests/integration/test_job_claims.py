@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -127,3 +128,36 @@ async def _next_message(pubsub: Any) -> Any:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
             if message is not None:
                 return message
+
+
+async def test_a_claimed_order_job_is_leased_from_the_claim_and_a_cron_job_is_not(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A worker killed between claiming an order's job and starting it loses the job
+    within the lease (its key is set to the lease by the claim itself), not after arq's
+    whole job timeout; cron jobs (`name:time` ids) keep arq's timeout."""
+    settings = make_settings()
+    queue = f"{settings.redis_prefix}:leased-claims"
+    order_job, cron_job = str(uuid.uuid4()), "sweep_unfinished_orders:1700000000000"
+    pool = await create_pool(redis_settings(settings), default_queue_name=queue)
+    try:
+        for job_id in (order_job, cron_job):
+            assert await pool.enqueue_job("job", _job_id=job_id) is not None
+        worker = OrderWorker(functions=[func(_never_ends, name="job", timeout=120)],
+                             queue_name=queue, redis_pool=pool, handle_signals=False,
+                             lease_s=2.0)
+        await worker.start_jobs([order_job.encode(), cron_job.encode()])
+        assert set(worker.tasks) == {order_job, cron_job}
+        assert 0 < await pool.pttl(f"arq:in-progress:{order_job}") <= 2000
+        assert await pool.pttl(f"arq:in-progress:{cron_job}") > 100_000
+        for task in worker.tasks.values():
+            task.cancel()
+        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+    finally:
+        await pool.delete(queue, *(f"arq:{kind}:{job_id}" for job_id in (order_job, cron_job)
+                                   for kind in ("job", "result", "in-progress", "retry")))
+        await pool.aclose()
+
+
+async def _never_ends(ctx: dict[str, Any]) -> None:
+    await asyncio.Event().wait()

@@ -6,16 +6,16 @@ until it expires no other worker takes the job. While a job runs we keep that ke
 at a few seconds and renew it: if the worker dies, the key lapses within the lease and
 another worker picks the job up.
 
-A job's first renewal (at its start, shortening arq's whole-timeout TTL to the lease) is
-made on the event loop, batched with the other jobs starting at the same time. The
-periodic renewals run on a thread of their own, with a Redis connection of their own. On
-the loop they waited their turn behind every running order: with 200 orders in flight on
-a saturated worker a renewal round trip took over 2 s, leases lapsed, other workers took
-over jobs that were still running, and the overlapping runs cost retries and throughput
-(issue 11: 358 -> 125-189 orders/s). A thread gets the interpreter every few milliseconds
-however busy the loop is. It wakes only every lease/3: waking it at every job start cost
-a quarter of a saturated worker's throughput (GIL hand-overs; 542 -> 404-445 orders/s in
-a flood of 5,000), and a late first renewal is harmless (the key keeps arq's TTL).
+A job is claimed (worker/settings.py, CLAIM_JOBS) with its in-progress key already set
+to the lease, and is tracked here from then on: a worker killed between the claim and the
+job's start loses it within the lease too. The renewals run on a thread of their own, with
+a Redis connection of their own. On the loop they waited their turn behind every running
+order: with 200 orders in flight on a saturated worker a renewal round trip took over 2 s,
+leases lapsed, other workers took over jobs that were still running, and the overlapping
+runs cost retries and throughput (issue 11: 358 -> 125-189 orders/s). A thread gets the
+interpreter every few milliseconds however busy the loop is. It wakes only every lease/3:
+waking it for each job start cost a quarter of a saturated worker's throughput in GIL
+hand-overs (542 -> 404-445 orders/s in a flood of 5,000).
 
 Busy is not hung: the loop beats a heartbeat, and the thread renews only while the beat is
 fresh (`stall_limit_s`). A worker whose loop is stuck lets its leases lapse, as a dead one.
@@ -24,6 +24,7 @@ fresh (`stall_limit_s`). A worker whose loop is stuck lets its leases lapse, as 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import threading
 import time
@@ -32,10 +33,7 @@ from collections.abc import AsyncIterator
 import structlog
 from arq.constants import in_progress_key_prefix
 from redis import Redis
-from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
-
-from order_engine.batching import MicroBatcher
 
 log = structlog.get_logger(__name__)
 
@@ -44,17 +42,14 @@ STALL_LIMIT_S = 30.0  # far past any busy loop's delay, well within a job's time
 
 
 class LeaseKeeper:
-    def __init__(self, redis: AsyncRedis, redis_url: str, lease_s: float, *,
+    def __init__(self, redis_url: str, lease_s: float, *,
                  stall_limit_s: float = STALL_LIMIT_S) -> None:
         self._lease_ms = int(lease_s * 1000)
         self._stall_limit_s = stall_limit_s
-        self._loop_redis = redis
         self._redis = Redis.from_url(redis_url, socket_timeout=lease_s / 2,
                                      socket_connect_timeout=lease_s / 2)
         self._lock = threading.Lock()
-        self._keys: set[str] = set()  # every lease held
-        self._first_renewals: MicroBatcher[str, None] = MicroBatcher(
-            self._renew_first, key=lambda key: key, max_batch=1000)
+        self._held: collections.Counter[str] = collections.Counter()  # key: holders
         self._stopping = threading.Event()
         self._beat = time.monotonic()
         self._thread: threading.Thread | None = None
@@ -76,34 +71,33 @@ class LeaseKeeper:
             await asyncio.to_thread(self._thread.join)
         self._redis.close()
 
-    @contextlib.asynccontextmanager
-    async def hold(self, job_id: str) -> AsyncIterator[None]:
+    def track(self, job_id: str) -> str:
+        """Renew this job's lease from now on (until `untrack` of the key returned)."""
         key = in_progress_key_prefix + job_id
         with self._lock:
-            self._keys.add(key)
+            self._held[key] += 1
+        return key
+
+    def untrack(self, key: str) -> None:
+        with self._lock:
+            self._held[key] -= 1
+            if self._held[key] <= 0:
+                del self._held[key]
+
+    @contextlib.asynccontextmanager
+    async def hold(self, job_id: str) -> AsyncIterator[None]:
+        """The lease renewed while the block runs (the worker also tracks every job it
+        claims, from the claim on)."""
+        key = self.track(job_id)
         try:
-            # At once: arq set it to the whole job timeout. Jobs that start together (a
-            # worker may start hundreds in one poll) are renewed together.
-            await self._first_renewals.submit(key)
             yield
         finally:
-            with self._lock:
-                self._keys.discard(key)
+            self.untrack(key)
 
     async def _heartbeat(self) -> None:
         while True:
             self._beat = time.monotonic()
             await asyncio.sleep(HEARTBEAT_S)
-
-    async def _renew_first(self, keys: list[str]) -> list[Exception | None]:
-        try:
-            async with self._loop_redis.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.pexpire(key, self._lease_ms)
-                await pipe.execute()
-        except (RedisError, OSError) as exc:  # the key keeps arq's TTL: the job is safe
-            log.warning("job lease first renewal failed", jobs=len(keys), error=str(exc))
-        return [None] * len(keys)
 
     def _keep(self) -> None:
         stalled = False
@@ -117,7 +111,7 @@ class LeaseKeeper:
                 continue
             stalled = False
             with self._lock:
-                keys = list(self._keys)
+                keys = list(self._held)
             if keys:
                 self._renew(keys)
 

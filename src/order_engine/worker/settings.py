@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -123,19 +124,26 @@ def execute_order_function() -> Function:
 # Claims jobs for a worker in one round trip. For each candidate job, what arq checks in a
 # WATCH transaction of four round trips: not in progress anywhere, still queued, due;
 # then marks it in progress. A script runs atomically, so the guard is the same: no job
-# is started twice. KEYS: the queue, then each candidate's in-progress key; ARGV: now
-# (ms), the in-progress timeout (ms), how many to claim at most, then each candidate's
-# job id. Returns the claimed job ids and their scores, interleaved.
+# is started twice. An order's job (its id is the order id) is marked for the lease
+# alone, so a worker killed between the claim and the job's start loses it within the
+# lease, not after arq's whole timeout (130 s, seen in a chaos run); cron jobs (ids
+# `name:time`, with a colon) keep arq's timeout. KEYS: the queue, then each candidate's
+# in-progress key; ARGV: now (ms), the in-progress timeout (ms), the lease (ms), how many
+# to claim at most, then each candidate's job id. Returns the claimed job ids and their
+# scores, interleaved.
 CLAIM_JOBS = """
-local now, timeout, wanted = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local now, timeout, lease = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local wanted = tonumber(ARGV[4])
 local claimed = {}
 for i = 2, #KEYS do
   if #claimed >= 2 * wanted then break end
   if redis.call('EXISTS', KEYS[i]) == 0 then
-    local job_id = ARGV[i + 2]
+    local job_id = ARGV[i + 3]
     local score = redis.call('ZSCORE', KEYS[1], job_id)
     if score and tonumber(score) <= now then
-      redis.call('PSETEX', KEYS[i], timeout, '1')
+      local ttl = lease
+      if string.find(job_id, ':', 1, true) then ttl = timeout end
+      redis.call('PSETEX', KEYS[i], ttl, '1')
       claimed[#claimed + 1] = job_id
       claimed[#claimed + 1] = score
     end
@@ -149,6 +157,10 @@ return claimed
 # would otherwise start them all in one turn of its event loop, and every one's first
 # round trips would wait behind all the others' (lease renewals timed out).
 MAX_CLAIMS_PER_POLL = 200
+
+
+def _untrack(leases: LeaseKeeper, key: str, _: asyncio.Task[Any]) -> None:
+    leases.untrack(key)
 
 
 class OrderWorker(Worker):
@@ -168,8 +180,10 @@ class OrderWorker(Worker):
     the delay it saves.
     """
 
-    def __init__(self, *args: Any, wake_channel: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, wake_channel: str | None = None, lease_s: float = 5.0,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._lease_s = lease_s
         self._wake_channel = wake_channel
         self._claiming = asyncio.Lock()  # the periodic poll and a wake-up, one at a time
         self._claim_jobs: AsyncScript | None = None
@@ -192,7 +206,8 @@ class OrderWorker(Worker):
             self._claim_jobs = self.pool.register_script(CLAIM_JOBS)
         claim = asyncio.ensure_future(self._claim_jobs(
             keys=[self.queue_name, *(in_progress_key_prefix + job_id for job_id in candidates)],
-            args=[timestamp_ms(), int(self.in_progress_timeout_s * 1000), room, *candidates],
+            args=[timestamp_ms(), int(self.in_progress_timeout_s * 1000),
+                  int(self._lease_s * 1000), room, *candidates],
         ))
         try:
             claimed = await asyncio.shield(claim)
@@ -201,11 +216,14 @@ class OrderWorker(Worker):
             # those jobs would wait out the in-progress timeout unstarted.
             claim.add_done_callback(self._give_back)
             raise
+        leases: LeaseKeeper | None = self.ctx.get("leases")
         for job_id, score in zip(claimed[::2], claimed[1::2], strict=True):
             await self.sem.acquire()  # there is room: no wait
             self.job_counter += 1
             job = job_id.decode()
             task = self.loop.create_task(self.run_job(job, int(float(score))))
+            if leases is not None:  # renewed from the claim on, not from the job's start
+                task.add_done_callback(functools.partial(_untrack, leases, leases.track(job)))
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job] = task
 
@@ -261,7 +279,7 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         services = await open_services(settings)
         ctx["services"] = services
         ctx["executor"] = build_executor(services)
-        ctx["leases"] = LeaseKeeper(ctx["redis"], settings.redis_url, settings.worker_lease_s)
+        ctx["leases"] = LeaseKeeper(settings.redis_url, settings.worker_lease_s)
         ctx["leases"].start()
         if settings.worker_metrics_port:
             try:
@@ -297,6 +315,7 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         max_jobs=settings.worker_concurrency,
         keep_result=0,
         wake_channel=wake_channel(queue_name(settings)),
+        lease_s=settings.worker_lease_s,
         on_startup=on_startup,
         on_shutdown=on_shutdown,
         handle_signals=handle_signals,
