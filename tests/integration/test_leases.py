@@ -39,7 +39,7 @@ async def test_a_worker_whose_loop_is_busy_keeps_its_leases(
     with orders does): the lease is renewed all along and never lapses."""
     settings = make_settings()
     redis = Redis.from_url(settings.redis_url)
-    keeper = LeaseKeeper(settings.redis_url, lease_s=1.0)
+    keeper = LeaseKeeper(redis, settings.redis_url, lease_s=1.0)
     keeper.start()
     try:
         job_id = await _claimed(redis)
@@ -64,7 +64,7 @@ async def test_a_worker_whose_loop_is_stuck_lets_its_leases_lapse(
     """Stuck past the stall limit, the worker is treated as dead: another can take over."""
     settings = make_settings()
     redis = Redis.from_url(settings.redis_url)
-    keeper = LeaseKeeper(settings.redis_url, lease_s=1.0, stall_limit_s=1.0)
+    keeper = LeaseKeeper(redis, settings.redis_url, lease_s=1.0, stall_limit_s=1.0)
     keeper.start()
     try:
         job_id = await _claimed(redis)

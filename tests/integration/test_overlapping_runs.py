@@ -180,7 +180,7 @@ async def test_losing_the_race_to_retrying_does_not_fail_the_order(stack: Stack)
         run._route = route  # type: ignore[method-assign,assignment]
         return run
 
-    leases = LeaseKeeper(services.settings.redis_url, 5)
+    leases = LeaseKeeper(services.redis, services.settings.redis_url, 5)
     ctxs = [{"executor": executor(), "leases": leases, "job_id": str(order.id)}
             for _ in range(2)]
     await asyncio.gather(*(execute_order(ctx, str(order.id)) for ctx in ctxs),

