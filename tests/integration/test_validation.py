@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import uuid
 from typing import Any
 
 import httpx
@@ -109,10 +111,19 @@ async def test_bad_quote_request_is_422(client: httpx.AsyncClient, params: dict[
     _assert_problem(await client.get("/api/quote", params=params), 422)
 
 
+def _cursor(created_at: str) -> str:
+    raw = f"{created_at}|{uuid.uuid4()}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [({"status": "weird"}, "status"), ({"limit": "0"}, "limit"), ({"limit": "101"}, "limit"),
-     ({"cursor": "garbage!"}, "cursor")],
+     ({"cursor": "garbage!"}, "cursor"),
+     # Well formed, but a date PostgreSQL cannot be given (was a 503 with Retry-After).
+     ({"cursor": _cursor("0001-01-01T00:00:00+05:00")}, "cursor"),
+     ({"cursor": _cursor("9999-12-31T23:00:00-05:00")}, "cursor"),
+     ({"cursor": _cursor("2026-01-01T00:00:00")}, "cursor")],
 )
 async def test_bad_list_query_is_422(
     client: httpx.AsyncClient, params: dict[str, str], field: str

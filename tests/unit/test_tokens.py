@@ -99,3 +99,12 @@ def test_unknown_token_names_the_supported_symbols(value: str) -> None:
 def test_token_by_mint_accepts_only_mint_addresses(value: str) -> None:
     with pytest.raises(UnknownTokenError, match="supported: SOL, USDC, USDT, BONK, JUP"):
         token_by_mint(value)
+
+
+@pytest.mark.parametrize(
+    "lookalike", ["\u017fol", "\u017fOL", "u\u017fdc", "SOL\u200b", "\uff33\uff2f\uff2c"])
+def test_a_non_ascii_lookalike_of_a_symbol_is_unknown(lookalike: str) -> None:
+    """In Python the long s upper-cases to S ("\u017fol".upper() == "SOL"): such a
+    lookalike must not pass for SOL."""
+    with pytest.raises(UnknownTokenError):
+        resolve_token(lookalike)

@@ -53,6 +53,8 @@ def supported_symbols() -> list[str]:
 def resolve_token(value: str) -> Token:
     """A token by symbol (any case, `WSOL` for wrapped SOL) or by mint address."""
     key = value.strip()
+    if not key.isascii():  # symbols and mints are ASCII; "\u017fol".upper() is "SOL"
+        raise UnknownTokenError(value)
     token = _BY_KEY.get(key) or _BY_KEY.get(key.upper())
     if token is None:
         raise UnknownTokenError(value)

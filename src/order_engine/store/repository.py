@@ -128,8 +128,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, order_id = base64.urlsafe_b64decode(padded).decode().split("|")
-        return datetime.fromisoformat(created), uuid.UUID(order_id)
-    except (ValueError, UnicodeDecodeError):
+        at = datetime.fromisoformat(created)
+        if at.tzinfo is None:
+            raise ValueError("naive")
+        # In UTC, as PostgreSQL takes it: a date that leaves datetime's range there (year
+        # 1 with a positive offset, 9999 with a negative one) is refused here, not by the
+        # database (which made it a 503 with Retry-After: clients retried it forever).
+        return at.astimezone(UTC), uuid.UUID(order_id)
+    except (ValueError, UnicodeDecodeError, OverflowError):
         raise InvalidCursorError("cursor is not one this server issued") from None
 
 
