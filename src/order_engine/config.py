@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     sim_seed: int | None = None
 
     max_order_amount: Decimal = Decimal("1000000000")
+    # Largest request body the API reads (bytes); larger ones are answered 413 unread.
+    max_body_bytes: int = Field(default=65_536, ge=1_024)
     quote_timeout_s: float = Field(default=2.0, gt=0)
     db_pool_size: int = Field(default=10, ge=1)
 

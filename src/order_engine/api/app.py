@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 from order_engine import __version__
 from order_engine.api import market_routes, routes, ws
 from order_engine.api.auth import Authenticator
+from order_engine.api.gate import gate
 from order_engine.api.problems import ProblemError, install_problem_handlers
 from order_engine.config import Settings, get_settings
 from order_engine.events import EventHub
@@ -32,15 +33,19 @@ class OrderEngineApp(FastAPI):
     does, exactly as before."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["method"] == "POST"
-            and scope["path"] in routes.SUBMIT_PATHS
-        ):
-            rest = await routes.submit_fast(self.state, scope, receive, send)
-            if rest is None:
-                return
-            receive = rest
+        if scope["type"] == "http":
+            settings: Settings | None = getattr(self.state, "settings", None)
+            if settings is not None:  # the lifespan has started
+                gated = await gate(getattr(self.state, "authenticator", None),
+                                   settings.max_body_bytes, scope, receive, send)
+                if gated is None:
+                    return
+                receive = gated
+            if scope["method"] == "POST" and scope["path"] in routes.SUBMIT_PATHS:
+                rest = await routes.submit_fast(self.state, scope, receive, send)
+                if rest is None:
+                    return
+                receive = rest
         await super().__call__(scope, receive, send)
 
 
@@ -61,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = services
         app.state.authenticator = Authenticator(services.api_keys)
         app.state.hub = hub
+        app.state.settings = settings
         # What exists now (modules, the app, its routes and models) lives as long as the
         # process: keep it out of the collector's full passes, which traversed it all
         # again and again under load (~3% of the API's CPU).

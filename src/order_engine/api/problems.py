@@ -18,6 +18,8 @@ log = structlog.get_logger(__name__)
 
 PROBLEM_TYPE_BASE = "https://order-engine.dev/problems/"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+# A body of a million unknown fields made a 55 MB answer: list this many, count the rest.
+MAX_LISTED_ERRORS = 50
 
 
 class ProblemError(Exception):
@@ -129,10 +131,14 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        found = exc.errors()
         errors = [
             {"field": _field_name(tuple(e.get("loc", ()))), "message": _message(e)}
-            for e in exc.errors()
+            for e in found[:MAX_LISTED_ERRORS]
         ]
+        if len(found) > MAX_LISTED_ERRORS:
+            errors.append({"field": "body", "message": f"{len(found) - MAX_LISTED_ERRORS} "
+                           "more errors not listed"})
         problem = validation_problem(errors)
         return problem_response(problem.status, problem.title, problem.detail,
                                 type_=problem.type, errors=errors, instance=request.url.path)

@@ -15,10 +15,11 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy import text
 from starlette.datastructures import Headers, State
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from order_engine import metrics
 from order_engine.api.auth import Authenticator, key_from, require_api_key
+from order_engine.api.gate import read_body, replaying
 from order_engine.api.problems import ProblemError, error_response, validation_problem
 from order_engine.api.responses import JSONResponse
 from order_engine.api.schemas import (
@@ -178,32 +179,6 @@ SUBMIT_PATHS = frozenset({"/api/orders", "/api/orders/execute"})
 FAST_BODY_LIMIT = 4096
 
 
-def _replaying(body: bytes, receive: Receive) -> Receive:
-    """`receive` with the body already read put back in front of it."""
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if replayed:
-            return await receive()
-        replayed = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole body, or None if the client went away first."""
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
 def _is_json(content_type: str) -> bool:
     return content_type.partition(";")[0].strip().lower() == "application/json"
 
@@ -230,7 +205,7 @@ async def submit_fast(state: State, scope: Scope, receive: Receive, send: Send) 
         return receive
     if api_key_id is None:
         return receive
-    body = await _read_body(receive)
+    body = await read_body(receive)
     if body is None:
         return None
     services: Services = state.services
@@ -240,7 +215,7 @@ async def submit_fast(state: State, scope: Scope, receive: Receive, send: Send) 
         valid = validate_order(SubmitOrderRequest.model_validate(json.loads(body)),
                                services.settings.max_order_amount)
     except Exception:  # noqa: BLE001 (any doubt: the route answers, as it always did)
-        return _replaying(body, receive)
+        return replaying(body, receive)
     response: Response
     try:
         response = await _submit_batched(state, api_key_id, valid)
