@@ -1,4 +1,5 @@
-"""The API-key cache: one lookup per key at a time, entries expire, failures are shared."""
+"""The API-key cache: misses looked up together, one query at a time; entries expire;
+unknown keys are remembered briefly; failures are shared."""
 
 from __future__ import annotations
 
@@ -9,25 +10,28 @@ import pytest
 
 from order_engine.api import auth
 from order_engine.api.auth import Authenticator
-from order_engine.store.api_keys import ApiKeyStore
+from order_engine.store.api_keys import ApiKeyStore, hash_key
 
 KEY_ID = uuid.uuid4()
 
 
 class SlowStore(ApiKeyStore):
-    """Knows one key ("good"); each lookup waits until `release` is set."""
+    """Knows one key ("good"); each query waits until `release` is set."""
 
     def __init__(self) -> None:
         self.lookups = 0
+        self.asked: list[int] = []  # how many keys each query asked for
         self.release = asyncio.Event()
         self.fail = False
 
-    async def lookup(self, key: str) -> uuid.UUID | None:
+    async def ids_by_hash(self, key_hashes: list[str]) -> dict[str, uuid.UUID]:
         self.lookups += 1
+        self.asked.append(len(key_hashes))
         await self.release.wait()
         if self.fail:
             raise ConnectionError("database down")
-        return KEY_ID if key == "good" else None
+        good = hash_key("good")
+        return {good: KEY_ID} if good in key_hashes else {}
 
 
 async def test_concurrent_misses_share_one_lookup() -> None:
@@ -42,7 +46,7 @@ async def test_concurrent_misses_share_one_lookup() -> None:
     assert store.lookups == 1  # cached
 
 
-async def test_unknown_keys_are_not_cached_and_entries_expire(
+async def test_unknown_keys_are_remembered_briefly_and_entries_expire(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store = SlowStore()
@@ -50,11 +54,28 @@ async def test_unknown_keys_are_not_cached_and_entries_expire(
     authenticator = Authenticator(store)
     assert await authenticator.resolve("bad") is None
     assert await authenticator.resolve("bad") is None
-    assert store.lookups == 2
+    assert store.lookups == 1  # a client retrying a wrong key costs no query
     monkeypatch.setattr(auth, "CACHE_TTL_S", -1.0)  # every entry already expired
+    monkeypatch.setattr(auth, "UNKNOWN_TTL_S", -1.0)
     assert await authenticator.resolve("good") == KEY_ID
     assert await authenticator.resolve("good") == KEY_ID
-    assert store.lookups == 4  # so a revoked key stops working
+    assert store.lookups == 3  # looked up again once expired: a revoked key stops working
+
+
+async def test_a_flood_of_random_keys_costs_one_query_at_a_time() -> None:
+    """100 requests with random keys at once: not a query (and a pooled connection)
+    each, but one query in flight, for all the keys that missed meanwhile."""
+    store = SlowStore()
+    authenticator = Authenticator(store)
+    first = asyncio.create_task(authenticator.resolve("good"))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # its query is in flight
+    flood = [asyncio.create_task(authenticator.resolve(f"random-{i}")) for i in range(100)]
+    await asyncio.sleep(0)
+    store.release.set()
+    assert await first == KEY_ID
+    assert await asyncio.gather(*flood) == [None] * 100
+    assert store.asked == [1, 100]
 
 
 async def test_a_failed_lookup_fails_its_waiters_and_the_next_one_retries() -> None:

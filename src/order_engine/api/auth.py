@@ -10,9 +10,14 @@ from fastapi import Request
 from starlette.datastructures import Headers, QueryParams
 
 from order_engine.api.problems import ProblemError
+from order_engine.batching import MicroBatcher
 from order_engine.store.api_keys import ApiKeyStore, hash_key
 
 CACHE_TTL_S = 30.0
+# An unknown key is remembered as unknown this long: a client retrying a wrong key costs
+# no query. Keys are random and shown once at creation, so none is tried before it exists.
+UNKNOWN_TTL_S = 5.0
+CACHE_MAX_ENTRIES = 10_000
 MAX_KEY_LENGTH = 200
 
 
@@ -30,15 +35,22 @@ def key_from(headers: Headers, query: QueryParams | None = None) -> str | None:
 
 class Authenticator:
     """Resolves keys to their id, with a short in-process cache (keys rarely change; a
-    revoked key stops working within CACHE_TTL_S)."""
+    revoked key stops working within CACHE_TTL_S).
+
+    Keys not in the cache are looked up together: one query in flight at a time, for
+    every key that missed meanwhile (batching.MicroBatcher). A flood of requests with
+    random keys (100 at once) each took a query and a pooled connection, and another
+    key's p50 went from 5.5 to 608 ms; now it costs one connection, a query per round.
+    """
 
     def __init__(self, store: ApiKeyStore) -> None:
         self._store = store
-        self._cache: dict[str, tuple[uuid.UUID, float]] = {}
-        # One database lookup per key at a time: when a busy key's entry expires, every
-        # request in flight misses at once, and a lookup each exhausted the connections
-        # (503s under load).
+        self._cache: dict[str, tuple[uuid.UUID | None, float]] = {}
+        # One lookup per key at a time: when a busy key's entry expires, every request in
+        # flight misses at once; they share the one lookup.
         self._lookups: dict[str, asyncio.Future[uuid.UUID | None]] = {}
+        self._batch: MicroBatcher[str, uuid.UUID | None] = MicroBatcher(
+            self._lookup_many, key=lambda digest: digest, max_batch=500)
 
     async def resolve(self, key: str | None) -> uuid.UUID | None:
         if not key or len(key) > MAX_KEY_LENGTH:
@@ -50,7 +62,7 @@ class Authenticator:
             return cached[0]
         lookup = self._lookups.get(digest)
         if lookup is None:
-            lookup = asyncio.ensure_future(self._lookup(key, digest))
+            lookup = asyncio.ensure_future(self._lookup(digest))
             self._lookups[digest] = lookup
             lookup.add_done_callback(lambda done: self._lookup_done(digest, done))
         # Shielded: one waiter cancelled (its client gone) must not cancel the others'.
@@ -61,13 +73,17 @@ class Authenticator:
         if not done.cancelled():
             done.exception()  # retrieved: its waiters, if any are left, get it too
 
-    async def _lookup(self, key: str, digest: str) -> uuid.UUID | None:
-        key_id = await self._store.lookup(key)
-        if key_id is not None:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[digest] = (key_id, time.monotonic() + CACHE_TTL_S)
+    async def _lookup(self, digest: str) -> uuid.UUID | None:
+        key_id = await self._batch.submit(digest)
+        if len(self._cache) > CACHE_MAX_ENTRIES:
+            self._cache.clear()
+        ttl = CACHE_TTL_S if key_id is not None else UNKNOWN_TTL_S
+        self._cache[digest] = (key_id, time.monotonic() + ttl)
         return key_id
+
+    async def _lookup_many(self, digests: list[str]) -> list[uuid.UUID | Exception | None]:
+        found = await self._store.ids_by_hash(digests)
+        return [found.get(digest) for digest in digests]
 
 
 UNAUTHORIZED = ProblemError(

@@ -46,17 +46,19 @@ class ApiKeyStore:
             ).scalar_one()
         return plain, key_id
 
-    async def lookup(self, key: str) -> uuid.UUID | None:
-        """The key's id (None: unknown or revoked). A read: tried again on another
-        connection if its connection breaks."""
-        return await retry_on_connection_loss(lambda _: self._lookup(key), "API key lookup")
+    async def ids_by_hash(self, key_hashes: list[str]) -> dict[str, uuid.UUID]:
+        """The ids of those of these keys (by hash) that exist and are not revoked, in one
+        query. A read: tried again on another connection if its connection breaks."""
+        async def read(_: int) -> dict[str, uuid.UUID]:
+            async with self._sessions() as session:
+                rows = await session.execute(
+                    select(ApiKey.key_hash, ApiKey.id).where(
+                        ApiKey.key_hash.in_(key_hashes), ApiKey.revoked_at.is_(None)))
+                return {row.key_hash: row.id for row in rows.all()}
 
-    async def _lookup(self, key: str) -> uuid.UUID | None:
-        async with self._sessions() as session:
-            return (
-                await session.execute(
-                    select(ApiKey.id).where(
-                        ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None)
-                    )
-                )
-            ).scalar_one_or_none()
+        return await retry_on_connection_loss(read, "API key lookup")
+
+    async def lookup(self, key: str) -> uuid.UUID | None:
+        """The key's id (None: unknown or revoked)."""
+        key_hash = hash_key(key)
+        return (await self.ids_by_hash([key_hash])).get(key_hash)
