@@ -85,3 +85,17 @@ async def test_a_body_of_many_unknown_fields_gets_a_short_answer(
     assert len(errors) == 51
     assert errors[-1] == {"field": "body", "message": "1950 more errors not listed"}
     assert len(response.content) < 10_000
+
+
+async def test_a_field_named_twice_is_refused_on_every_path(client: httpx.AsyncClient) -> None:
+    """`{"amount": "1", "amount": "0.002"}` made a 0.002 order (the last one won)."""
+    body = b'{"inputToken": "SOL", "outputToken": "USDC", "amount": "1", "amount": "0.002"}'
+    for headers in ({}, {"Idempotency-Key": "dup-fields-1"}):  # fast path, FastAPI route
+        response = await client.post("/api/orders", content=body, headers={
+            "Content-Type": "application/json", **headers})
+        assert response.status_code == 422, response.text
+        assert "duplicate field 'amount'" in response.text
+    again = await client.post("/api/orders", content=b'{"inputToken": "SOL", "inputToken": '
+                              b'"USDC", "outputToken": "USDT", "amount": "1"}',
+                              headers={"Content-Type": "application/json"})
+    assert again.status_code == 422

@@ -84,6 +84,9 @@ def _message(error: dict[str, Any]) -> str:
     if kind == "missing":
         return "field required"
     if kind == "json_invalid":
+        reason = str((error.get("ctx") or {}).get("error", ""))
+        if reason.startswith("duplicate field"):  # json_body.DUPLICATE_FIELD
+            return f"body is not valid JSON here: {reason}"
         return "body is not valid JSON"
     return str(error.get("msg", "invalid value"))
 
