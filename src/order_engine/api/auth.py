@@ -19,6 +19,8 @@ CACHE_TTL_S = 30.0
 UNKNOWN_TTL_S = 5.0
 CACHE_MAX_ENTRIES = 10_000
 MAX_KEY_LENGTH = 200
+# Where a request's key id is kept once resolved (its scope["state"], a copy per request).
+KEY_ID_STATE = "api_key_id"
 
 
 def key_from(headers: Headers, query: QueryParams | None = None) -> str | None:
@@ -94,6 +96,9 @@ UNAUTHORIZED = ProblemError(
 
 
 async def require_api_key(request: Request) -> uuid.UUID:
+    key_id: uuid.UUID | None = request.scope.get("state", {}).get(KEY_ID_STATE)
+    if key_id is not None:  # resolved by the gate (api/gate.py) before the body was read
+        return key_id
     authenticator: Authenticator = request.app.state.authenticator
     key_id = await authenticator.resolve(key_from(request.headers))
     if key_id is None:

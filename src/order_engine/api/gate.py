@@ -15,7 +15,7 @@ from __future__ import annotations
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
-from order_engine.api.auth import UNAUTHORIZED, Authenticator, key_from
+from order_engine.api.auth import KEY_ID_STATE, UNAUTHORIZED, Authenticator, key_from
 from order_engine.api.problems import problem_error_response, problem_response
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -83,6 +83,9 @@ async def gate(authenticator: Authenticator | None, max_body_bytes: int, scope: 
             response.headers["Connection"] = "close"  # its body is not read: do not reuse
             await response(scope, receive, send)
             return None
+        # The request's own state (uvicorn gives each request a copy): the fast submit
+        # path and the routes take the key from here rather than resolve it again.
+        scope.setdefault("state", {})[KEY_ID_STATE] = key_id
     if length is None and "chunked" in headers.get("transfer-encoding", "").lower():
         try:
             body = await read_body(receive, max_body_bytes)

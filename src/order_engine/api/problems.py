@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from order_engine.api.json_body import DUPLICATE_FIELD
 from order_engine.store.db import DATABASE_ERRORS
 
 log = structlog.get_logger(__name__)
@@ -85,7 +86,7 @@ def _message(error: dict[str, Any]) -> str:
         return "field required"
     if kind == "json_invalid":
         reason = str((error.get("ctx") or {}).get("error", ""))
-        if reason.startswith("duplicate field"):  # json_body.DUPLICATE_FIELD
+        if reason.startswith(DUPLICATE_FIELD):
             return f"body is not valid JSON here: {reason}"
         return "body is not valid JSON"
     return str(error.get("msg", "invalid value"))

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from order_engine import metrics
-from order_engine.api.auth import Authenticator, key_from, require_api_key
+from order_engine.api.auth import KEY_ID_STATE, Authenticator, key_from, require_api_key
 from order_engine.api.gate import read_body, replaying
 from order_engine.api.json_body import StrictJSONRoute, loads
 from order_engine.api.problems import ProblemError, error_response, validation_problem
@@ -199,10 +199,12 @@ async def submit_fast(state: State, scope: Scope, receive: Receive, send: Send) 
         or int(length) > FAST_BODY_LIMIT
     ):
         return receive
-    try:
-        api_key_id = await authenticator.resolve(key_from(headers))
-    except Exception:  # noqa: BLE001 (the route answers it, as it always did)
-        return receive
+    api_key_id = scope.get("state", {}).get(KEY_ID_STATE)  # resolved by the gate
+    if api_key_id is None:
+        try:
+            api_key_id = await authenticator.resolve(key_from(headers))
+        except Exception:  # noqa: BLE001 (the route answers it, as it always did)
+            return receive
     if api_key_id is None:
         return receive
     body = await read_body(receive)
