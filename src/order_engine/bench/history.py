@@ -94,9 +94,9 @@ async def seed_history(
             last = min(first + chunk - 1, orders)
             async with conn.transaction():
                 await conn.execute(_SEED_ORDERS, key_id, start, first, last)
-                newest = start - _seconds(first * SPACING_S)
-                oldest = start - _seconds(last * SPACING_S)
-                await conn.execute(_SEED_EVENTS, key_id, newest + _seconds(1), oldest)
+                newest = start - timedelta(seconds=first * SPACING_S)
+                oldest = start - timedelta(seconds=last * SPACING_S)
+                await conn.execute(_SEED_EVENTS, key_id, newest + timedelta(seconds=1), oldest)
             if on_progress is not None:
                 on_progress(last - first + 1)
         seconds = time.perf_counter() - began
@@ -107,10 +107,6 @@ async def seed_history(
         await conn.close()
     return {"seeded_orders": orders, "seconds": round(seconds, 1),
             "key_orders_now": int(total)}
-
-
-def _seconds(value: float) -> timedelta:
-    return timedelta(seconds=value)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ another worker picks the job up.
 
 A job is claimed (worker/settings.py, CLAIM_JOBS) with its in-progress key already set
 to the lease, and is tracked here from then on: a worker killed between the claim and the
-job's start loses it within the lease too. The renewals run on a thread of their own, with
-a Redis connection of their own. On the loop they waited their turn behind every running
+job's start loses it within the lease too. The job's first renewal, at its start, is made
+on the event loop, batched (see `hold`); the periodic ones run on a thread of their own,
+with a Redis connection of their own. On the loop they waited their turn behind every running
 order: with 200 orders in flight on a saturated worker a renewal round trip took over 2 s,
 leases lapsed, other workers took over jobs that were still running, and the overlapping
 runs cost retries and throughput (issue 11: 358 -> 125-189 orders/s). A thread gets the
