@@ -77,6 +77,11 @@ async def make_settings(
             "retry_max_ms": 100,
             "worker_concurrency": 20,
             "log_level": "WARNING",
+            # Tests submit and poll far faster than a client's limits allow; the limits
+            # have tests of their own (tests/integration/test_rate_limits.py).
+            "rate_limit_orders": "",
+            "rate_limit_quotes": "",
+            "rate_limit_reads": "",
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)

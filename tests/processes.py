@@ -32,6 +32,10 @@ _ENV_OF = {
     "sweep_interval_s": "SWEEP_INTERVAL_S",
     "sweep_stale_s": "SWEEP_STALE_S",
     "worker_metrics_port": "WORKER_METRICS_PORT",
+    "rate_limit_orders": "RATE_LIMIT_ORDERS",
+    "rate_limit_quotes": "RATE_LIMIT_QUOTES",
+    "rate_limit_reads": "RATE_LIMIT_READS",
+    "max_websockets_per_key": "MAX_WEBSOCKETS_PER_KEY",
 }
 
 

@@ -191,6 +191,12 @@ def bench_routing_command(
         json_out.write_bytes(orjson.dumps(rows_as_dicts(rows), option=orjson.OPT_INDENT_2))
 
 
+def _warn_if_rate_limited(error_samples: list[str]) -> None:
+    if any(sample.startswith("429") for sample in error_samples):
+        console.print("[yellow]The key's rate limit refused orders: to measure the service "
+                      "rather than the limit, run it with RATE_LIMIT_ORDERS= (empty).[/]")
+
+
 def _bench_output(title: str, figures: dict[str, Any], json_out: Path | None,
                   reference: dict[str, Any] | None = None,
                   pairs: Sequence[tuple[str, str]] = ()) -> None:
@@ -369,6 +375,7 @@ def bench_ingest(
     figures: dict[str, Any] = {"connections": connections, **result.summary()}
     if result.error_samples:
         figures["error_samples"] = result.error_samples
+    _warn_if_rate_limited(result.error_samples)
     _bench_output("Ingest: POST /api/orders", figures, json_out, ref, INGEST_RATIOS)
     _write_plot(
         plot, {"POST /api/orders, request latency": result.latencies_ms},
@@ -424,6 +431,7 @@ def bench_e2e(
                                              **ref_args))
     figures = result.summary()
     _bench_output("End to end", figures, json_out, ref, E2E_RATIOS)
+    _warn_if_rate_limited(result.submitted.error_samples)
     ingest = result.submitted
     _write_plot(
         plot,

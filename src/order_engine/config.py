@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from functools import lru_cache
 
+from limits import RateLimitItem, parse_many
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -56,15 +57,41 @@ class Settings(BaseSettings):
     max_order_amount: Decimal = Decimal("1000000000")
     # Largest request body the API reads (bytes); larger ones are answered 413 unread.
     max_body_bytes: int = Field(default=65_536, ge=1_024)
+    # Per-key rate limits, shared by every API process (counted in Redis), in the
+    # `limits` library's notation: "100/second", or several: "10/second;600/minute";
+    # empty: no limit. Orders: POST /api/orders; quotes: GET /api/quote (each is a
+    # routing pass, ~11 ms of the API's CPU); reads: every other /api request.
+    rate_limit_orders: str = "100/second"
+    rate_limit_quotes: str = "10/second"
+    rate_limit_reads: str = "50/second"
+    # WebSockets one key may hold open at once, over all API processes.
+    max_websockets_per_key: int = Field(default=100, ge=1)
     quote_timeout_s: float = Field(default=2.0, gt=0)
     db_pool_size: int = Field(default=10, ge=1)
 
     log_level: str = "INFO"
 
+    @field_validator("rate_limit_orders", "rate_limit_quotes", "rate_limit_reads")
+    @classmethod
+    def _valid_limits(cls, value: str) -> str:
+        parse_limits(value)
+        return value
+
     @field_validator("sim_seed", mode="before")
     @classmethod
     def _empty_seed_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+
+def parse_limits(value: str) -> tuple[RateLimitItem, ...]:
+    """A rate-limit setting's limits; ValueError, saying what is expected, for a bad one."""
+    if not value.strip():
+        return ()
+    try:
+        return tuple(parse_many(value))
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a rate limit: expected e.g. '100/second' or "
+                         "'10/second;600/minute' (empty: no limit)") from exc
 
 
 def to_asyncpg_url(url: str) -> str:

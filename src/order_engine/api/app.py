@@ -16,8 +16,9 @@ from starlette.types import Receive, Scope, Send
 from order_engine import __version__
 from order_engine.api import market_routes, routes, ws
 from order_engine.api.auth import Authenticator
-from order_engine.api.gate import gate
+from order_engine.api.gate import Gate
 from order_engine.api.problems import ProblemError, install_problem_handlers
+from order_engine.api.rate_limits import Policies, RateLimiter, SocketSlots
 from order_engine.config import Settings, get_settings
 from order_engine.events import EventHub
 from order_engine.services import EXECUTE_ORDER_JOB, open_services, queue_name
@@ -34,13 +35,12 @@ class OrderEngineApp(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            settings: Settings | None = getattr(self.state, "settings", None)
-            if settings is not None:  # the lifespan has started
-                gated = await gate(getattr(self.state, "authenticator", None),
-                                   settings.max_body_bytes, scope, receive, send)
+            gate: Gate | None = getattr(self.state, "gate", None)
+            if gate is not None:  # the lifespan has started
+                gated = await gate(scope, receive, send)
                 if gated is None:
                     return
-                receive = gated
+                receive, send = gated
             if scope["method"] == "POST" and scope["path"] in routes.SUBMIT_PATHS:
                 rest = await routes.submit_fast(self.state, scope, receive, send)
                 if rest is None:
@@ -64,7 +64,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         batcher.start()
         app.state.batcher = batcher
         app.state.services = services
-        app.state.authenticator = Authenticator(services.api_keys)
+        app.state.authenticator = authenticator = Authenticator(services.api_keys)
+        limiter = RateLimiter(settings.redis_url, settings.redis_prefix)
+        app.state.socket_slots = socket_slots = SocketSlots(
+            services.redis, settings.redis_prefix, settings.max_websockets_per_key)
+        app.state.gate = Gate(authenticator, limiter, Policies.from_settings(settings),
+                              settings.max_body_bytes)
         app.state.hub = hub
         app.state.settings = settings
         # What exists now (modules, the app, its routes and models) lives as long as the
@@ -77,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await batcher.stop()
             await hub.stop()
+            await limiter.close()
+            await socket_slots.close()
             await services.close()
 
     app = OrderEngineApp(

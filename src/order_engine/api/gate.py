@@ -1,5 +1,5 @@
 """What is refused before a request's body is read: an oversize body, a missing or unknown
-API key.
+API key, a key over its rate limit.
 
 FastAPI reads a route's body before it resolves the route's dependencies, the API key
 among them: four unauthenticated `POST /api/orders` of 100 MiB each took the API from 148
@@ -17,6 +17,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from order_engine.api.auth import KEY_ID_STATE, UNAUTHORIZED, Authenticator, key_from
 from order_engine.api.problems import problem_error_response, problem_response
+from order_engine.api.rate_limits import Policies, RateLimiter
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -63,36 +64,73 @@ async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> 
     await response(scope, receive, send)
 
 
-async def gate(authenticator: Authenticator | None, max_body_bytes: int, scope: Scope,
-               receive: Receive, send: Send) -> Receive | None:
-    """None when the request was answered here; else the receive to go on with."""
-    if scope["method"] not in BODY_METHODS or not scope["path"].startswith("/api/"):
-        return receive
-    headers = Headers(scope=scope)
-    length = headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > max_body_bytes:
-        await _too_large(scope, receive, send, max_body_bytes)
-        return None
-    if authenticator is not None:
+class Gate:
+    """Ahead of FastAPI, for every request to /api: the checks above, then the key's rate
+    limit (api/rate_limits.py), all before a byte of the body is read."""
+
+    def __init__(self, authenticator: Authenticator, limiter: RateLimiter,
+                 policies: Policies, max_body_bytes: int) -> None:
+        self._authenticator = authenticator
+        self._limiter = limiter
+        self._policies = policies
+        self._max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> (
+        tuple[Receive, Send] | None
+    ):
+        """None when the request was answered here; else the receive and send to go on
+        with."""
+        path: str = scope["path"]
+        if not path.startswith("/api/"):
+            return receive, send
+        method: str = scope["method"]
+        has_body = method in BODY_METHODS
+        headers = Headers(scope=scope)
+        length = headers.get("content-length")
+        if has_body and length is not None and length.isdigit() and (
+            int(length) > self._max_body_bytes
+        ):
+            await _too_large(scope, receive, send, self._max_body_bytes)
+            return None
         try:
-            key_id = await authenticator.resolve(key_from(headers))
+            key_id = await self._authenticator.resolve(key_from(headers))
         except Exception:  # noqa: BLE001 - the route answers it (503), as it always did
-            return receive
+            return receive, send
         if key_id is None:
-            response = problem_error_response(UNAUTHORIZED, scope["path"])
-            response.headers["Connection"] = "close"  # its body is not read: do not reuse
+            response = problem_error_response(UNAUTHORIZED, path)
+            if has_body:
+                response.headers["Connection"] = "close"  # its body is not read: no reuse
             await response(scope, receive, send)
             return None
         # The request's own state (uvicorn gives each request a copy): the fast submit
         # path and the routes take the key from here rather than resolve it again.
         scope.setdefault("state", {})[KEY_ID_STATE] = key_id
-    if length is None and "chunked" in headers.get("transfer-encoding", "").lower():
-        try:
-            body = await read_body(receive, max_body_bytes)
-        except BodyTooLarge:
-            await _too_large(scope, receive, send, max_body_bytes)
+        policy = self._policies.of(method, path)
+        refusal = await self._limiter.check(policy, key_id)
+        if refusal is not None:
+            # The body, if any, is within the size limit: the server discards it.
+            await problem_error_response(refusal.problem(), path)(scope, receive, send)
             return None
-        if body is None:
-            return None
-        return replaying(body, receive)
-    return receive
+        if policy.items:
+            send = _with_header(send, policy.header_field)
+        if has_body and length is None and (
+            "chunked" in headers.get("transfer-encoding", "").lower()
+        ):
+            try:
+                body = await read_body(receive, self._max_body_bytes)
+            except BodyTooLarge:
+                await _too_large(scope, receive, send, self._max_body_bytes)
+                return None
+            if body is None:
+                return None
+            return replaying(body, receive), send
+        return receive, send
+
+
+def _with_header(send: Send, field: tuple[bytes, bytes]) -> Send:
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), field]
+        await send(message)
+
+    return sending

@@ -29,6 +29,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.websockets import WebSocketState
 
 from order_engine.api.auth import Authenticator, key_from
+from order_engine.api.rate_limits import SocketSlots
 from order_engine.api.schemas import order_to_json
 from order_engine.domain.orders import OrderStatus
 from order_engine.events import RESYNC, Ended, EventHub, LiveEvent, Subscription
@@ -45,6 +46,7 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_MANY = 4429  # as HTTP's 429, in the 4000s as 4401 and 4404 are
 # An order with no live event for about this long is looked up in PostgreSQL anyway
 # (covers a publish lost while the hub was connected, which nothing else would reveal).
 QUIET_RECHECK_S = 5.0
@@ -113,7 +115,8 @@ def _socket_handler(
     run: Callable[[WebSocket, uuid.UUID], Awaitable[None]],
 ) -> Callable[[WebSocket], Awaitable[None]]:
     """Accept, authenticate, run; however it ends, the socket ends closed. The contract
-    closes a bad key with 4401, which needs an accepted socket. A client gone is nothing
+    closes a bad key with 4401, which needs an accepted socket, and a key over its
+    number of sockets with 4429. A client gone is nothing
     to report; PostgreSQL or Redis not answering closes 1011 (the client reconnects)."""
 
     @functools.wraps(run)
@@ -129,8 +132,17 @@ def _socket_handler(
             key_id = await authenticator.resolve(key)
             if key_id is None:
                 await _close(websocket, CLOSE_UNAUTHORIZED, "invalid or missing API key")
-            else:
+                return
+            slots: SocketSlots = websocket.app.state.socket_slots
+            slot = await slots.acquire(key_id)
+            if slot is None:
+                await _close(websocket, CLOSE_TOO_MANY, "this API key has "
+                             f"{slots.limit} WebSockets open (MAX_WEBSOCKETS_PER_KEY)")
+                return
+            try:
                 await run(websocket, key_id)
+            finally:
+                await slots.release(key_id, slot)
         except _CLIENT_GONE:
             pass
         except _BACKEND_DOWN as exc:
