@@ -5,10 +5,11 @@ O(1) memory per key and window). A limit is a setting in that library's notation
 (`RATE_LIMIT_ORDERS=100/second`, or several: `10/second;600/minute`); an empty setting
 is no limit.
 
-Requests of one key and policy that arrive while that pair's previous hit is in flight
-are counted together, one hit of cost N: a key submitting thousands of orders a second
-costs a Redis round trip per batch, not per order. When a batch does not fit, the
-window's remaining quota is taken and the rest of the batch refused, oldest first.
+Requests of one key and policy that arrive in one turn of the event loop are counted
+together, one hit of cost N: a key submitting thousands of orders a second costs a Redis
+round trip per batch, not per order, and no request waits for another's round trip.
+When a batch does not fit, the window's remaining quota is taken and the rest of the
+batch refused, oldest first.
 
 A refusal is a 429 problem with `Retry-After` and the IETF RateLimit fields
 (draft-ietf-httpapi-ratelimit-headers-09: `RateLimit-Policy: "orders";q=100;w=1` and
@@ -81,14 +82,6 @@ class Refusal:
             })
 
 
-@dataclass
-class _Group:
-    """The requests of one key and policy waiting for the next hit."""
-
-    waiting: list[asyncio.Future[Refusal | None]]
-    running: bool = False
-
-
 class RateLimiter:
     def __init__(self, redis_url: str, prefix: str) -> None:
         self._pool = ConnectionPool.from_url(redis_url, socket_timeout=2,
@@ -98,7 +91,8 @@ class RateLimiter:
                                      # typed as str | float | bool, passed to redis-py
                                      connection_pool=self._pool)  # type: ignore[arg-type]
         self._strategy = SlidingWindowCounterRateLimiter(self._storage)
-        self._groups: dict[tuple[str, uuid.UUID], _Group] = {}
+        self._waiting: dict[tuple[str, uuid.UUID], list[asyncio.Future[Refusal | None]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._last_warning = 0.0
 
     async def close(self) -> None:
@@ -109,32 +103,31 @@ class RateLimiter:
         if not policy.items:
             return None
         future: asyncio.Future[Refusal | None] = asyncio.get_running_loop().create_future()
-        group = self._groups.get((policy.name, key_id))
-        if group is None:
-            group = self._groups[(policy.name, key_id)] = _Group([])
-        group.waiting.append(future)
-        if not group.running:
-            group.running = True
-            asyncio.create_task(self._run(policy, key_id, group))  # noqa: RUF006 - self-ending
+        waiting = self._waiting.get((policy.name, key_id))
+        if waiting is None:
+            # The task starts on the loop's next turn: the requests of the key that arrive
+            # until then go in its one hit.
+            waiting = self._waiting[(policy.name, key_id)] = []
+            task = asyncio.create_task(self._run(policy, key_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        waiting.append(future)
         return await future
 
-    async def _run(self, policy: Policy, key_id: uuid.UUID, group: _Group) -> None:
+    async def _run(self, policy: Policy, key_id: uuid.UUID) -> None:
+        batch = self._waiting.pop((policy.name, key_id))
         try:
-            while group.waiting:
-                batch, group.waiting = group.waiting, []
-                try:
-                    admitted, refusal = await self._hit(policy, str(key_id), len(batch))
-                except Exception as exc:  # noqa: BLE001 - let them through (module docstring)
-                    self._warn(exc)
-                    admitted, refusal = len(batch), None
-                for index, future in enumerate(batch):
-                    if not future.done():
-                        future.set_result(None if index < admitted else refusal)
-        finally:
-            group.running = False
-            for future in group.waiting:  # only when cancelled: the loop is going away
+            admitted, refusal = await self._hit(policy, str(key_id), len(batch))
+        except Exception as exc:  # noqa: BLE001 - let them through (module docstring)
+            self._warn(exc)
+            admitted, refusal = len(batch), None
+        except BaseException:  # cancelled: the loop is going away
+            for future in batch:
                 future.cancel()
-            del self._groups[(policy.name, key_id)]
+            raise
+        for index, future in enumerate(batch):
+            if not future.done():  # its client may have gone meanwhile
+                future.set_result(None if index < admitted else refusal)
 
     async def _hit(self, policy: Policy, key: str, count: int) -> tuple[int, Refusal | None]:
         """How many of `count` requests fit every limit of the policy (they are counted),
