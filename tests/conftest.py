@@ -82,6 +82,10 @@ async def make_settings(
             "rate_limit_orders": "",
             "rate_limit_quotes": "",
             "rate_limit_reads": "",
+            "max_websockets_per_key": 100_000,
+            "max_firehoses_per_key": 100_000,
+            # Refusals are answered at once in tests but those of the delay's own.
+            "refusal_delay_s": 0.0,
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)

@@ -535,6 +535,68 @@ def bench_seed_history(
     _bench_output("Seeded history", dict(figures), None)
 
 
+@bench_app.command("isolation")
+def bench_isolation(
+    attacker_key: Annotated[str, typer.Option(
+        "--attacker-key", envvar="ORDER_ENGINE_ATTACKER_KEY", help=(
+            "The flooding key: another key than --api-key "
+            "(order-engine keys create --name attacker)."))],
+    seconds: Annotated[float, typer.Option(min=2, help="Seconds per phase.")] = 15.0,
+    victim_rate: Annotated[float, typer.Option(min=1, help=(
+        "The victim's orders per second (each followed by a read of it)."))] = 20.0,
+    connections: Annotated[int, typer.Option(min=1, help=(
+        "Connections per flood (orders, quotes; half random keys, half oversize)."))] = 16,
+    sockets: Annotated[int, typer.Option(min=1, help=(
+        "Firehose WebSockets the attacker opens (more than MAX_WEBSOCKETS_PER_KEY)."))] = 150,
+    attacker_order_rate: Annotated[float, typer.Option(min=1, help=(
+        "Orders per second flowing to the attacker's sockets in their phase alone "
+        "(its RATE_LIMIT_ORDERS)."))] = 100.0,
+    url: UrlOption = "http://127.0.0.1:3000",
+    api_key: KeyOption = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
+) -> None:
+    """Another key's latency (p50/p99 of an order and a read, each phase against the
+    quiet one) while one key floods orders, quotes and WebSockets past its limits, and
+    clients without a key send random keys and oversize bodies; each flood alone, then
+    all at once. Also every answer's status (any 5xx fails the run) and the API's memory.
+    Run the service with its default limits.
+
+    Example: [cyan]order-engine bench isolation --attacker-key KEY[/] (another key than
+    --api-key's: order-engine keys create --name attacker)
+    """
+    import orjson
+    from rich.table import Table
+
+    from order_engine.bench.isolation import run_isolation
+
+    victim = _require_key(api_key)
+    if attacker_key == victim:
+        raise _fail("--attacker-key must be another key than --api-key")
+    phases = asyncio.run(run_isolation(
+        url, victim, attacker_key, seconds=seconds, victim_rate=victim_rate,
+        connections=connections, sockets=sockets, attacker_order_rate=attacker_order_rate,
+        on_phase=lambda name: console.print(f"[dim]{name}...[/]")))
+    quiet = phases[0]
+    rows = [phase.row(quiet) for phase in phases]
+    table = Table(title="Isolation: the victim key's latency under floods")
+    columns = ["phase", "victim POST p50 ms", "victim POST p99 ms", "victim GET p50 ms",
+               "victim GET p99 ms", "victim POST p99 x quiet", "victim GET p99 x quiet",
+               "5xx", "api rss MB"]
+    for column in columns:
+        table.add_column(column.replace("victim ", ""), justify="right")
+    for row in rows:
+        table.add_row(*(str(row.get(column, "")) for column in columns))
+    console.print(table)
+    for row in rows:
+        console.print(f"[dim]{row['phase']}: {row['answers']}"
+                      + (f", sockets {row['attacker sockets']}" if "attacker sockets" in row
+                         else "") + "[/]")
+    if json_out is not None:
+        json_out.write_text(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+    if any(row["5xx"] for row in rows):
+        raise typer.Exit(1)
+
+
 @bench_app.command("reads")
 def bench_reads_command(
     depth: Annotated[list[int] | None, typer.Option(

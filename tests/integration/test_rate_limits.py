@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import websockets
 from pydantic import ValidationError
@@ -22,7 +23,8 @@ from tests.stack import API_KEY, Stack, running_stack
 
 ORDER = {"inputToken": "SOL", "outputToken": "USDC", "amount": "0.01"}
 LIMITED = {"rate_limit_orders": "5/minute", "rate_limit_quotes": "3/minute",
-           "rate_limit_reads": "4/minute", "max_websockets_per_key": 2}
+           "rate_limit_reads": "4/minute", "max_websockets_per_key": 3,
+           "max_firehoses_per_key": 2}
 
 
 @pytest.fixture(scope="module")
@@ -119,17 +121,21 @@ async def _open(stack: Stack, key: str, path: str = "/ws/orders") -> Any:
                                     additional_headers={"X-API-Key": key})
 
 
-async def test_a_key_holds_at_most_its_websockets(limited: Stack) -> None:
+async def _refused(socket: Any) -> tuple[int | None, str]:
+    with pytest.raises(websockets.ConnectionClosed):
+        await asyncio.wait_for(socket.recv(), 5)
+    return socket.close_code, socket.close_reason or ""
+
+
+async def test_a_key_holds_at_most_its_firehoses(limited: Stack) -> None:
     key, other = await _key(limited), await _key(limited)
     first, second = await _open(limited, key), await _open(limited, key)
     try:
         await first.recv()  # the firehose's snapshot: the socket is in
         await second.recv()
-        third = await _open(limited, key)
-        with pytest.raises(websockets.ConnectionClosed):
-            await asyncio.wait_for(third.recv(), 5)
-        assert third.close_code == 4429
-        assert "MAX_WEBSOCKETS_PER_KEY" in (third.close_reason or "")
+        code, reason = await _refused(await _open(limited, key))
+        assert code == 4429
+        assert "MAX_FIREHOSES_PER_KEY" in reason
         # Another key is not affected.
         theirs = await _open(limited, other)
         await theirs.recv()
@@ -148,6 +154,27 @@ async def test_a_key_holds_at_most_its_websockets(limited: Stack) -> None:
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_key_holds_at_most_its_order_sockets(limited: Stack) -> None:
+    key = await _key(limited)
+    # No worker runs in this stack: the order stays pending, its sockets open.
+    order_id = (await _submit_many(limited, key, 1))[0].json()["orderId"]
+    path = f"/ws/orders/{order_id}"
+    held = [await _open(limited, key, path) for _ in range(3)]
+    try:
+        for socket in held:
+            assert orjson.loads(await socket.recv())["status"] == "pending"
+        code, reason = await _refused(await _open(limited, key, path))
+        assert code == 4429
+        assert "MAX_WEBSOCKETS_PER_KEY" in reason
+        # Firehoses are counted apart.
+        firehose = await _open(limited, key)
+        assert orjson.loads(await firehose.recv())["type"] == "snapshot"
+        await firehose.close()
+    finally:
+        for socket in held:
+            await socket.close()
 
 
 async def test_limits_are_let_through_when_redis_does_not_answer() -> None:
@@ -182,3 +209,32 @@ async def test_default_limits_apply_to_the_bootstrap_key(
     async with running_stack(settings, workers=0) as stack, stack.client(API_KEY) as http:
         answer = await http.get("/api/tokens")
         assert answer.headers["ratelimit-policy"] == '"reads";q=50;w=1'
+
+
+async def test_refusals_are_answered_after_the_delay_and_others_are_not_held(
+    make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(rate_limit_orders="1/minute", refusal_delay_s=0.5)
+    async with running_stack(settings, workers=0) as stack:
+        key, other = await _key(stack), await _key(stack)
+        await _submit_many(stack, key, 1)
+        loop = asyncio.get_running_loop()
+        done: list[tuple[str, int]] = []
+
+        async def timed(name: str, answer: Any) -> None:
+            done.append((name, (await answer).status_code))
+
+        async with stack.client(key) as spent, stack.client(None) as anonymous, \
+                stack.client(other) as fresh:
+            started = loop.time()
+            await asyncio.gather(
+                timed("over the limit", spent.post("/api/orders", json=ORDER)),
+                timed("no key", anonymous.get("/api/orders")),
+                timed("another key", fresh.post("/api/orders", json=ORDER)))
+            elapsed = loop.time() - started
+        # The other key's order went through while the refusals were held.
+        assert done[0] == ("another key", 201)
+        assert sorted(done[1:]) == [("no key", 401), ("over the limit", 429)]
+        assert elapsed >= 0.5
+        code, _ = await _refused(await _open(stack, "oe_not-a-key"))
+        assert code == 4401

@@ -66,10 +66,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = services
         app.state.authenticator = authenticator = Authenticator(services.api_keys)
         limiter = RateLimiter(settings.redis_url, settings.redis_prefix)
-        app.state.socket_slots = socket_slots = SocketSlots(
-            services.redis, settings.redis_prefix, settings.max_websockets_per_key)
+        app.state.socket_slots = socket_slots = {
+            "order": SocketSlots(services.redis, settings.redis_prefix, "ws",
+                                 settings.max_websockets_per_key, "MAX_WEBSOCKETS_PER_KEY"),
+            "firehose": SocketSlots(services.redis, settings.redis_prefix, "firehose",
+                                    settings.max_firehoses_per_key, "MAX_FIREHOSES_PER_KEY")}
         app.state.gate = Gate(authenticator, limiter, Policies.from_settings(settings),
-                              settings.max_body_bytes)
+                              settings.max_body_bytes, settings.refusal_delay_s)
         app.state.hub = hub
         app.state.settings = settings
         # What exists now (modules, the app, its routes and models) lives as long as the
@@ -83,7 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await batcher.stop()
             await hub.stop()
             await limiter.close()
-            await socket_slots.close()
+            for slots in socket_slots.values():
+                await slots.close()
             await services.close()
 
     app = OrderEngineApp(

@@ -210,10 +210,12 @@ class SocketSlots:
     in Redis of its sockets' slots, each with an expiry that its process renews while the
     socket lives. A concurrency limit, which the `limits` library does not count."""
 
-    def __init__(self, redis: Redis, prefix: str, limit: int) -> None:
+    def __init__(self, redis: Redis, prefix: str, kind: str, limit: int,
+                 setting: str) -> None:
         self._redis = redis
-        self._prefix = prefix
+        self._prefix = f"{prefix}:{kind}-slots"
         self.limit = limit
+        self.setting = setting  # the environment variable that sets the limit
         self._acquire = redis.register_script(_ACQUIRE_SLOT)
         self._renew = redis.register_script(_RENEW_SLOTS)
         self._process = uuid.uuid4().hex[:12]
@@ -222,7 +224,7 @@ class SocketSlots:
         self._renewer: asyncio.Task[None] | None = None
 
     def _key(self, key_id: uuid.UUID) -> str:
-        return f"{self._prefix}:ws-slots:{key_id}"
+        return f"{self._prefix}:{key_id}"
 
     async def acquire(self, key_id: uuid.UUID) -> str | None:
         """A slot for one more socket of the key, or None if it holds `limit` already."""

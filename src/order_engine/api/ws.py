@@ -111,8 +111,15 @@ class _Stream:
             await self.send(live.message, live.text)
 
 
-def _socket_handler(
-    run: Callable[[WebSocket, uuid.UUID], Awaitable[None]],
+def _socket_handler(kind: str) -> Callable[
+    [Callable[[WebSocket, uuid.UUID], Awaitable[None]]], Callable[[WebSocket], Awaitable[None]]
+]:
+    """The handler of a kind of socket ("order" or "firehose", each counted per key)."""
+    return functools.partial(_handle_sockets, kind)
+
+
+def _handle_sockets(
+    kind: str, run: Callable[[WebSocket, uuid.UUID], Awaitable[None]],
 ) -> Callable[[WebSocket], Awaitable[None]]:
     """Accept, authenticate, run; however it ends, the socket ends closed. The contract
     closes a bad key with 4401, which needs an accepted socket, and a key over its
@@ -131,13 +138,13 @@ def _socket_handler(
             websocket.scope["headers"] = []
             key_id = await authenticator.resolve(key)
             if key_id is None:
-                await _close(websocket, CLOSE_UNAUTHORIZED, "invalid or missing API key")
+                await _refuse(websocket, CLOSE_UNAUTHORIZED, "invalid or missing API key")
                 return
-            slots: SocketSlots = websocket.app.state.socket_slots
+            slots: SocketSlots = websocket.app.state.socket_slots[kind]
             slot = await slots.acquire(key_id)
             if slot is None:
-                await _close(websocket, CLOSE_TOO_MANY, "this API key has "
-                             f"{slots.limit} WebSockets open (MAX_WEBSOCKETS_PER_KEY)")
+                await _refuse(websocket, CLOSE_TOO_MANY, f"this API key has {slots.limit} "
+                              f"such WebSockets open ({slots.setting})")
                 return
             try:
                 await run(websocket, key_id)
@@ -154,6 +161,12 @@ def _socket_handler(
             await _close(websocket, CLOSE_NORMAL)
 
     return handle
+
+
+async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
+    """Close after REFUSAL_DELAY_S, as the HTTP gate answers its refusals (api/gate.py)."""
+    await asyncio.sleep(websocket.app.state.settings.refusal_delay_s)
+    await _close(websocket, code, reason)
 
 
 async def _close(websocket: WebSocket, code: int, reason: str = "") -> None:
@@ -177,7 +190,7 @@ async def _latest_seqs(services: Services, order_ids: list[uuid.UUID]) -> dict[u
 
 
 @router.websocket_route("/ws/orders/{order_id}")
-@_socket_handler
+@_socket_handler("order")
 async def watch_order(websocket: WebSocket, key_id: uuid.UUID) -> None:
     services: Services = websocket.app.state.services
     hub: EventHub = websocket.app.state.hub
@@ -236,7 +249,7 @@ async def _snapshot(services: Services, key_id: uuid.UUID) -> str:
 
 
 @router.websocket_route("/ws/orders")
-@_socket_handler
+@_socket_handler("firehose")
 async def watch_all_orders(websocket: WebSocket, key_id: uuid.UUID) -> None:
     """Every event of every order of the key (for dashboards): a snapshot of the recent
     orders, then live events. `{"type": "resync"}` when some were dropped for a slow reader

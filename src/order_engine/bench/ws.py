@@ -53,7 +53,7 @@ class _Watcher:
     terminal: bool = False  # saw the order confirmed or failed
 
 
-async def _resident_bytes(base_url: str) -> float | None:
+async def resident_bytes(base_url: str) -> float | None:
     """The API process's RSS, from prometheus_client's process collector."""
     async with httpx.AsyncClient() as http:
         text = (await http.get(f"{base_url}/metrics", timeout=10)).text
@@ -73,7 +73,13 @@ async def _open_idle(ws_base: str, key: str, count: int) -> list[ClientConnectio
 
 async def _open_firehose(ws_base: str, key: str) -> ClientConnection:
     ws = await websockets.connect(f"{ws_base}/ws/orders?apiKey={key}", open_timeout=60)
-    await ws.recv()  # the snapshot
+    try:
+        await ws.recv()  # the snapshot
+    except websockets.ConnectionClosed as closed:
+        if closed.rcvd is not None and closed.rcvd.code == 4429:
+            raise RuntimeError("the service refused a firehose over the key's limit: run it "
+                               "with MAX_FIREHOSES_PER_KEY at least --sockets") from closed
+        raise
     return ws
 
 
@@ -105,10 +111,10 @@ async def run_ws(base_url: str, key: str, sockets: int, orders: int, *,
     are sent at `rate` per second, or as fast as the API takes them."""
     allow_many_sockets()
     ws_base = base_url.replace("http", "ws", 1).rstrip("/")
-    rss_before = await _resident_bytes(base_url)
+    rss_before = await resident_bytes(base_url)
     idle = await _open_idle(ws_base, idle_key or key, sockets)
     await asyncio.sleep(1.0)  # let the server settle what the handshakes allocated
-    rss_after = await _resident_bytes(base_url)
+    rss_after = await resident_bytes(base_url)
     if idle_key is None:
         await _close_all(idle)
 
