@@ -543,14 +543,15 @@ def bench_isolation(
             "(order-engine keys create --name attacker)."))],
     seconds: Annotated[float, typer.Option(min=2, help="Seconds per phase.")] = 15.0,
     victim_rate: Annotated[float, typer.Option(min=1, help=(
-        "The victim's orders per second (each followed by a read of it)."))] = 20.0,
+        "The victim's orders per second (each followed by a read of it), within its "
+        "limits."))] = 10.0,
     connections: Annotated[int, typer.Option(min=1, help=(
         "Connections per flood (orders, quotes; half random keys, half oversize)."))] = 16,
     sockets: Annotated[int, typer.Option(min=1, help=(
         "Firehose WebSockets the attacker opens (more than MAX_WEBSOCKETS_PER_KEY)."))] = 150,
     attacker_order_rate: Annotated[float, typer.Option(min=1, help=(
         "Orders per second flowing to the attacker's sockets in their phase alone "
-        "(its RATE_LIMIT_ORDERS)."))] = 100.0,
+        "(its RATE_LIMIT_ORDERS)."))] = 20.0,
     url: UrlOption = "http://127.0.0.1:3000",
     api_key: KeyOption = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,

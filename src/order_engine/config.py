@@ -61,8 +61,8 @@ class Settings(BaseSettings):
     # `limits` library's notation: "100/second", or several: "10/second;600/minute";
     # empty: no limit. Orders: POST /api/orders; quotes: GET /api/quote (each is a
     # routing pass, ~11 ms of the API's CPU); reads: every other /api request.
-    rate_limit_orders: str = "100/second"
-    rate_limit_quotes: str = "10/second"
+    rate_limit_orders: str = "20/second"
+    rate_limit_quotes: str = "5/second"
     rate_limit_reads: str = "50/second"
     # WebSockets one key may hold open at once, over all API processes: order sockets
     # (/ws/orders/{id}), and firehoses (/ws/orders), each of which is sent every event of
