@@ -58,7 +58,7 @@ def api() -> None:
     settings = get_settings()
     _require_urls(settings)
     configure_logging(settings.log_level)
-    server = api_server(settings, loop="uvloop", http="httptools", log_level="warning",
+    server = api_server(settings, loop="uvloop", log_level="warning",
                         backlog=2048)
     if settings.api_reuse_port:
         server.run(sockets=[reusable_socket(settings.host, settings.port)])

@@ -74,6 +74,14 @@ class Settings(BaseSettings):
     # answered after this long: a client that retries at once is held to one refusal
     # per connection per delay (api/gate.py).
     refusal_delay_s: float = Field(default=1.0, ge=0, le=30)
+    # The request line and headers: a head still incomplete at this size gets 431.
+    max_header_bytes: int = Field(default=32_768, ge=1_024)
+    # From a request's first byte to its last header; then 408 and the connection closed.
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    # From the end of the head to the end of the body; then 408 (or a close) likewise.
+    body_timeout_s: float = Field(default=20.0, gt=0)
+    # A connection with no request in progress is closed after this long (uvicorn's).
+    keep_alive_timeout_s: int = Field(default=5, ge=1)
     quote_timeout_s: float = Field(default=2.0, gt=0)
     db_pool_size: int = Field(default=10, ge=1)
 

@@ -25,6 +25,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 from order_engine.api import ws
 from order_engine.api.app import create_app
+from order_engine.api.protocol import HttpLimits, bounded_http_protocol
 from order_engine.config import Settings
 from order_engine.events import EventHub
 
@@ -189,6 +190,15 @@ def allow_many_sockets() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def http_config(settings: Settings) -> dict[str, object]:
+    """uvicorn's HTTP/1.1 protocol (httptools) with the bounds of api/protocol.py."""
+    limits = HttpLimits(max_head_bytes=settings.max_header_bytes,
+                        head_timeout_s=settings.header_timeout_s,
+                        body_timeout_s=settings.body_timeout_s)
+    return {"http": bounded_http_protocol(limits),
+            "timeout_keep_alive": settings.keep_alive_timeout_s}
+
+
 def api_server(settings: Settings, **config: object) -> GracefulServer:
     allow_many_sockets()
     app = create_app(settings)
@@ -196,6 +206,6 @@ def api_server(settings: Settings, **config: object) -> GracefulServer:
         WebSocketsFirst(app, ws.router.routes), host=settings.host, port=settings.port,
         interface="asgi3",  # not guessed: WebSocketsFirst.__call__ is not a coroutine function
         lifespan="on", timeout_graceful_shutdown=10,
-        **{**WEBSOCKET_CONFIG, **config},  # type: ignore[arg-type]
+        **{**WEBSOCKET_CONFIG, **http_config(settings), **config},  # type: ignore[arg-type]
     )
     return GracefulServer(uvicorn_config, app)
