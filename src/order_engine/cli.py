@@ -552,14 +552,20 @@ def bench_isolation(
     attacker_order_rate: Annotated[float, typer.Option(min=1, help=(
         "Orders per second flowing to the attacker's sockets in their phase alone "
         "(its RATE_LIMIT_ORDERS)."))] = 20.0,
+    idle_connections: Annotated[int, typer.Option(min=0, help=(
+        "Connections that send nothing, held (and reopened) in the slow-clients flood."))
+    ] = 1000,
+    slowloris: Annotated[int, typer.Option(min=0, help=(
+        "Connections sending their headers a byte a second, likewise."))] = 200,
     url: UrlOption = "http://127.0.0.1:3000",
     api_key: KeyOption = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
 ) -> None:
     """Another key's latency (p50/p99 of an order and a read, each phase against the
     quiet one) while one key floods orders, quotes and WebSockets past its limits, and
-    clients without a key send random keys and oversize bodies; each flood alone, then
-    all at once. Also every answer's status (any 5xx fails the run) and the API's memory.
+    clients without a key send random keys and oversize bodies or hold idle, slowloris
+    and endless-header connections; each flood alone, then all at once. Also every
+    answer's status (any 5xx fails the run) and the API's memory.
     Run the service with its default limits.
 
     Example: [cyan]order-engine bench isolation --attacker-key KEY[/] (another key than
@@ -576,6 +582,7 @@ def bench_isolation(
     phases = asyncio.run(run_isolation(
         url, victim, attacker_key, seconds=seconds, victim_rate=victim_rate,
         connections=connections, sockets=sockets, attacker_order_rate=attacker_order_rate,
+        idle_connections=idle_connections, slowloris=slowloris,
         on_phase=lambda name: console.print(f"[dim]{name}...[/]")))
     quiet = phases[0]
     rows = [phase.row(quiet) for phase in phases]

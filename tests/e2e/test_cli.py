@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
 
+from order_engine.config import Settings
 from tests.processes import env_for
-from tests.stack import API_KEY, Stack
+from tests.stack import API_KEY, Stack, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -134,3 +136,38 @@ async def test_bench_ws_reports_every_event_delivered_once(stack: Stack, tmp_pat
     assert figures["idle_held_during_flow"] is True
     assert figures["idle_dropped"] == figures["idle_stray_messages"] == 0
     assert figures["peak_open_sockets"] >= 21
+
+
+async def test_bench_isolation_floods_past_the_limits_without_a_5xx(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings(rate_limit_orders="20/second", rate_limit_quotes="5/second",
+                             rate_limit_reads="50/second", max_firehoses_per_key=2,
+                             refusal_delay_s=0.5, header_timeout_s=1.0,
+                             keep_alive_timeout_s=1)
+    async with running_stack(settings) as stack:
+        attacker, _ = await stack.services.api_keys.create("attacker")
+        out = tmp_path / "isolation.json"
+        result = await _cli(stack, "bench", "isolation", "--attacker-key", attacker,
+                            "--seconds", "2", "--connections", "2", "--sockets", "4",
+                            "--idle-connections", "10", "--slowloris", "3",
+                            "--url", stack.base_url, "--api-key", API_KEY,
+                            "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = {row["phase"]: row for row in orjson.loads(out.read_bytes())}
+    assert list(rows) == ["quiet", "flood: orders", "flood: quotes", "flood: websockets",
+                          "flood: no key", "all floods at once", "flood: slow clients",
+                          "quiet again"]
+    assert all(row["5xx"] == 0 for row in rows.values())
+    assert all(row["answers"].get("victim 201") for row in rows.values())
+    orders = rows["flood: orders"]["answers"]
+    assert orders["attacker 201"] > 0
+    assert orders["attacker 429"] > 0
+    assert rows["flood: quotes"]["answers"]["attacker 429"] > 0
+    assert rows["flood: websockets"]["attacker sockets"] == {"closed 4429": 2, "open": 2}
+    no_key = rows["flood: no key"]["answers"]
+    assert no_key["no key 401"] > 0
+    assert no_key["oversize 413"] > 0
+    slow = rows["flood: slow clients"]["answers"]
+    assert slow["slowloris 408"] > 0
+    assert slow["idle closed"] > 0

@@ -194,7 +194,8 @@ def http_config(settings: Settings) -> dict[str, object]:
     """uvicorn's HTTP/1.1 protocol (httptools) with the bounds of api/protocol.py."""
     limits = HttpLimits(max_head_bytes=settings.max_header_bytes,
                         head_timeout_s=settings.header_timeout_s,
-                        body_timeout_s=settings.body_timeout_s)
+                        body_timeout_s=settings.body_timeout_s,
+                        refusal_delay_s=settings.refusal_delay_s)
     return {"http": bounded_http_protocol(limits),
             "timeout_keep_alive": settings.keep_alive_timeout_s}
 

@@ -2,11 +2,13 @@
 key at all, do their worst.
 
 A victim key sends a steady flow (an order, then a read of it) and its latencies are kept
-per phase: quiet, then each flood alone, then all of them together, then quiet again.
+per phase: quiet, then each flood alone, then all of them together, then slow clients,
+then quiet again.
 The floods: the attacker key's orders and quotes as fast as its connections go (the
 service admits them at the rate its limits allow and refuses the rest), as many firehose
 WebSockets as it may hold and more, with orders flowing to them at its order limit; and
-clients without a valid key sending random keys and oversize bodies. Also counted: every
+clients without a valid key sending random keys and oversize bodies, or holding idle,
+slowloris and endless-header connections. Also counted: every
 answer's status (a 5xx anywhere is a failure) and the API's resident memory (its
 /metrics) after each phase.
 
@@ -16,6 +18,7 @@ Raw asyncio streams, as in load.py: the load generator shares the box with the s
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import time
 from collections import Counter
@@ -27,12 +30,16 @@ from urllib.parse import urlsplit
 import orjson
 import websockets
 
+from order_engine.api.server import allow_many_sockets
 from order_engine.bench.load import order_request
 from order_engine.bench.stats import percentile
 from order_engine.bench.ws import resident_bytes
 
 QUOTE_PATH = "/api/quote?inputToken=SOL&outputToken=USDC&amount=1"
+# The floods issue 12 bounds (another key within 2x of quiet, alone and all at once), and
+# slow clients, measured after them on their own.
 FLOODS = ("orders", "quotes", "websockets", "no key")
+SLOW_CLIENTS = "slow clients"
 
 
 @dataclass
@@ -189,10 +196,57 @@ async def _sockets(ws_url: str, key: str, count: int, phase: Phase,
     await asyncio.gather(*(one() for _ in range(count)))
 
 
+async def _answer_or_close(reader: asyncio.StreamReader, stop: asyncio.Event,
+                           tick: Callable[[], None] | None = None) -> str | None:
+    """Wait until the server answers or closes ("408", "closed"...); None if the phase
+    ended first. `tick` is called every second meanwhile (a slowloris's next byte)."""
+    while not stop.is_set():
+        try:
+            data = await asyncio.wait_for(reader.read(65_536), 1.0)
+        except TimeoutError:
+            if tick is not None:
+                tick()
+            continue
+        except (ConnectionError, OSError):
+            return "reset"
+        return data.split(b" ", 2)[1].decode() if data.startswith(b"HTTP/") else "closed"
+    return None
+
+
+async def _slow_client(host: str, port: int, kind: str, phase: Phase,
+                       stop: asyncio.Event) -> None:
+    """One connection after another that is idle, sends its head a byte a second
+    (slowloris), or sends a head that never ends; each counted by how it ended."""
+    while not stop.is_set():
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        tick: Callable[[], None] | None = None
+        try:
+            if kind == "slowloris":
+                writer.write(b"GET /api/orders HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                tick = functools.partial(writer.write, b"a")
+            elif kind == "endless head":
+                writer.write(b"GET /api/orders HTTP/1.1\r\nHost: x\r\nX-Big: ")
+                tick = functools.partial(writer.write, b"a" * 2**20)  # a MiB a second
+                tick()
+            ended = await _answer_or_close(reader, stop, tick)
+            if ended is not None:
+                phase.statuses[f"{kind} {ended}"] += 1
+        except (ConnectionError, OSError):
+            phase.statuses[f"{kind} reset"] += 1
+        finally:
+            writer.close()
+
+
 async def run_isolation(base_url: str, victim_key: str, attacker_key: str, *,
                         seconds: float, victim_rate: float, connections: int,
                         sockets: int, attacker_order_rate: float,
+                        idle_connections: int = 1000, slowloris: int = 200,
                         on_phase: Callable[[str], None] | None = None) -> list[Phase]:
+    allow_many_sockets()
     parts = urlsplit(base_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     ws_url = base_url.replace("http://", "ws://", 1)
@@ -218,11 +272,17 @@ async def run_isolation(base_url: str, victim_key: str, attacker_key: str, *,
                 for _ in range(half)]
             jobs += [_flood(host, port, "oversize", lambda n: _oversize(head_host), phase, stop)
                      for _ in range(half)]
+        if SLOW_CLIENTS in names:
+            jobs += [_slow_client(host, port, kind, phase, stop)
+                     for kind, count in (("idle", idle_connections), ("slowloris", slowloris),
+                                         ("endless head", 4))
+                     for _ in range(count)]
         return jobs
 
     plan: list[tuple[str, tuple[str, ...]]] = [
         ("warm-up", ()), ("quiet", ()), *((f"flood: {name}", (name,)) for name in FLOODS),
-        ("all floods at once", FLOODS), ("quiet again", ())]
+        ("all floods at once", FLOODS), (f"flood: {SLOW_CLIENTS}", (SLOW_CLIENTS,)),
+        ("quiet again", ())]
     phases: list[Phase] = []
     for name, names in plan:
         if on_phase is not None:
