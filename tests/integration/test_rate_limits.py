@@ -179,7 +179,8 @@ async def test_a_key_holds_at_most_its_order_sockets(limited: Stack) -> None:
 
 async def test_limits_are_let_through_when_redis_does_not_answer() -> None:
     # A Redis that refuses connections (nothing listens on port 1): the limit is not
-    # checked, and the request is let through rather than refused.
+    # checked, and the request is let through rather than refused (the first finds out;
+    # the next ones, for a while, do not even wait to).
     limiter = RateLimiter("redis://127.0.0.1:1/0", "oe-test-nowhere")
     try:
         policy = Policy("orders", "RATE_LIMIT_ORDERS", parse_limits("1/minute"))

@@ -15,8 +15,9 @@ A refusal is a 429 problem with `Retry-After` and the IETF RateLimit fields
 (draft-ietf-httpapi-ratelimit-headers-09: `RateLimit-Policy: "orders";q=100;w=1` and
 `RateLimit: "orders";r=0;t=1`); every rate-limited answer carries `RateLimit-Policy`.
 
-If Redis does not answer, requests are let through (and a warning logged): a limit
-protects the service, and a Redis blip must not refuse orders PostgreSQL can take.
+If Redis does not answer, requests are let through (and a warning logged), and for the
+next UNCHECKED_AFTER_FAILURE_S no request waits on it: a limit protects the service, and
+a Redis blip must not refuse, or hold up, orders PostgreSQL can take.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from order_engine.api.problems import ProblemError
 from order_engine.config import Settings, parse_limits
 
 log = structlog.get_logger(__name__)
+UNCHECKED_AFTER_FAILURE_S = 5.0
 
 
 class Policy:
@@ -93,14 +95,14 @@ class RateLimiter:
         self._strategy = SlidingWindowCounterRateLimiter(self._storage)
         self._waiting: dict[tuple[str, uuid.UUID], list[asyncio.Future[Refusal | None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._last_warning = 0.0
+        self._unchecked_until = 0.0  # time.monotonic(): Redis failed, do not wait on it
 
     async def close(self) -> None:
         await self._pool.aclose()
 
     async def check(self, policy: Policy, key_id: uuid.UUID) -> Refusal | None:
         """None if this request of the key fits its policy (and counts it), else why not."""
-        if not policy.items:
+        if not policy.items or time.monotonic() < self._unchecked_until:
             return None
         future: asyncio.Future[Refusal | None] = asyncio.get_running_loop().create_future()
         waiting = self._waiting.get((policy.name, key_id))
@@ -119,7 +121,11 @@ class RateLimiter:
         try:
             admitted, refusal = await self._hit(policy, str(key_id), len(batch))
         except Exception as exc:  # noqa: BLE001 - let them through (module docstring)
-            self._warn(exc)
+            if time.monotonic() >= self._unchecked_until:
+                log.warning("rate limits not checked: Redis did not answer",
+                            unchecked_for_s=UNCHECKED_AFTER_FAILURE_S,
+                            error=f"{type(exc).__name__}: {exc}")
+            self._unchecked_until = time.monotonic() + UNCHECKED_AFTER_FAILURE_S
             admitted, refusal = len(batch), None
         except BaseException:  # cancelled: the loop is going away
             for future in batch:
@@ -148,14 +154,6 @@ class RateLimiter:
             if not admitted:
                 break
         return admitted, refusal
-
-    def _warn(self, exc: Exception) -> None:
-        now = time.monotonic()
-        if now - self._last_warning > 10:  # once per 10 s, not once per request
-            self._last_warning = now
-            log.warning("rate limits not checked: Redis did not answer",
-                        error=f"{type(exc).__name__}: {exc}")
-
 
 
 @dataclass(frozen=True, slots=True)
