@@ -82,6 +82,7 @@ async def make_settings(
             "rate_limit_orders": "",
             "rate_limit_quotes": "",
             "rate_limit_reads": "",
+            "rate_limit_anonymous": "",
             "max_websockets_per_key": 100_000,
             "max_firehoses_per_key": 100_000,
             # Refusals are answered at once in tests but those of the delay's own.

@@ -35,6 +35,7 @@ _ENV_OF = {
     "rate_limit_orders": "RATE_LIMIT_ORDERS",
     "rate_limit_quotes": "RATE_LIMIT_QUOTES",
     "rate_limit_reads": "RATE_LIMIT_READS",
+    "rate_limit_anonymous": "RATE_LIMIT_ANONYMOUS",
     "max_websockets_per_key": "MAX_WEBSOCKETS_PER_KEY",
     "max_firehoses_per_key": "MAX_FIREHOSES_PER_KEY",
     "refusal_delay_s": "REFUSAL_DELAY_S",

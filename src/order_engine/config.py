@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     rate_limit_orders: str = "20/second"
     rate_limit_quotes: str = "5/second"
     rate_limit_reads: str = "50/second"
+    # Per client address, what needs no key: /healthz, /readyz, /metrics, the dashboard's
+    # files, /docs (a flood of /metrics was a PostgreSQL query each).
+    rate_limit_anonymous: str = "50/second"
     # WebSockets one key may hold open at once, over all API processes: order sockets
     # (/ws/orders/{id}), and firehoses (/ws/orders), each of which is sent every event of
     # every order of the key (100 firehoses of one key fed 50 orders/s took another key's
@@ -87,7 +90,8 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
-    @field_validator("rate_limit_orders", "rate_limit_quotes", "rate_limit_reads")
+    @field_validator("rate_limit_orders", "rate_limit_quotes", "rate_limit_reads",
+                     "rate_limit_anonymous")
     @classmethod
     def _valid_limits(cls, value: str) -> str:
         parse_limits(value)

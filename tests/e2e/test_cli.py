@@ -142,7 +142,8 @@ async def test_bench_isolation_floods_past_the_limits_without_a_5xx(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     settings = make_settings(rate_limit_orders="20/second", rate_limit_quotes="5/second",
-                             rate_limit_reads="50/second", max_firehoses_per_key=2,
+                             rate_limit_reads="50/second", rate_limit_anonymous="5/second",
+                             max_firehoses_per_key=2,
                              refusal_delay_s=0.5, header_timeout_s=1.0,
                              keep_alive_timeout_s=1)
     async with running_stack(settings) as stack:
@@ -168,6 +169,7 @@ async def test_bench_isolation_floods_past_the_limits_without_a_5xx(
     no_key = rows["flood: no key"]["answers"]
     assert no_key["no key 401"] > 0
     assert no_key["oversize 413"] > 0
+    assert no_key["metrics 429"] > 0
     slow = rows["flood: slow clients"]["answers"]
     assert slow["slowloris 408"] > 0
     assert slow["idle closed"] > 0

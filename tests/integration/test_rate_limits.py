@@ -23,7 +23,8 @@ from tests.stack import API_KEY, Stack, running_stack
 
 ORDER = {"inputToken": "SOL", "outputToken": "USDC", "amount": "0.01"}
 LIMITED = {"rate_limit_orders": "5/minute", "rate_limit_quotes": "3/minute",
-           "rate_limit_reads": "4/minute", "max_websockets_per_key": 3,
+           "rate_limit_reads": "4/minute", "rate_limit_anonymous": "3/minute",
+           "max_websockets_per_key": 3,
            "max_firehoses_per_key": 2}
 
 
@@ -90,6 +91,20 @@ async def test_reads_have_their_limit(limited: Stack) -> None:
         refused = await http.get("/api/orders")
         assert "RATE_LIMIT_READS" in refused.json()["detail"]
         assert refused.headers["ratelimit-policy"] == '"reads";q=4;w=60'
+
+
+async def test_what_needs_no_key_is_limited_per_client_address(limited: Stack) -> None:
+    async with limited.client(None) as anonymous:
+        statuses = [(await anonymous.get(path)).status_code
+                    for path in ("/healthz", "/metrics", "/healthz", "/readyz")]
+        assert statuses == [200, 200, 200, 429]
+        refused = await anonymous.get("/metrics")
+        assert refused.status_code == 429
+        assert "this client address's anonymous rate limit" in refused.json()["detail"]
+        assert "RATE_LIMIT_ANONYMOUS" in refused.json()["detail"]
+    # A key's requests are its own key's to count.
+    async with limited.client(await _key(limited)) as keyed:
+        assert (await keyed.get("/api/tokens")).status_code == 200
 
 
 async def test_a_spent_key_is_refused_before_its_body_is_sent(limited: Stack) -> None:

@@ -94,7 +94,7 @@ class Gate:
         with."""
         path: str = scope["path"]
         if not path.startswith("/api/"):
-            return receive, send
+            return await self._anonymous(scope, receive, send)
         method: str = scope["method"]
         has_body = method in BODY_METHODS
         headers = Headers(scope=scope)
@@ -139,6 +139,22 @@ class Gate:
                 return None
             return replaying(body, receive), send
         return receive, send
+
+
+    async def _anonymous(self, scope: Scope, receive: Receive, send: Send) -> (
+        tuple[Receive, Send] | None
+    ):
+        """What needs no key is limited per client address."""
+        policy = self._policies.anonymous
+        if not policy.items:
+            return receive, send
+        client = scope.get("client")
+        refusal = await self._limiter.check(policy, client[0] if client else "unknown")
+        if refusal is not None:
+            await self._refuse(problem_error_response(refusal.problem(), scope["path"]),
+                               scope, receive, send)
+            return None
+        return receive, _with_header(send, policy.header_field)
 
 
 def _with_header(send: Send, field: tuple[bytes, bytes]) -> Send:

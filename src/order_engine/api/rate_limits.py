@@ -46,12 +46,14 @@ UNCHECKED_AFTER_FAILURE_S = 5.0
 class Policy:
     """One kind of request's limits, e.g. orders: `100/second`."""
 
-    __slots__ = ("header", "header_field", "items", "name", "setting")
+    __slots__ = ("header", "header_field", "items", "name", "setting", "whose")
 
-    def __init__(self, name: str, setting: str, items: tuple[RateLimitItem, ...]) -> None:
+    def __init__(self, name: str, setting: str, items: tuple[RateLimitItem, ...],
+                 whose: str = "this API key's") -> None:
         self.name = name
         self.setting = setting  # the environment variable that sets it, named in refusals
         self.items = items
+        self.whose = whose  # what it counts, for refusals
         self.header = ", ".join(f'"{self.item_id(i)}";q={item.amount};w={item.get_expiry()}'
                                 for i, item in enumerate(items))
         """The `RateLimit-Policy` field value."""
@@ -74,7 +76,7 @@ class Refusal:
         limit = f"{item.amount} per {item.get_expiry()} s"
         return ProblemError(
             429, "Too many requests",
-            f"this API key's {self.policy.name} rate limit ({limit}, "
+            f"{self.policy.whose} {self.policy.name} rate limit ({limit}, "
             f"{self.policy.setting}) is spent; retry in {self.reset_in_s} s",
             type_="rate-limited",
             headers={
@@ -93,15 +95,17 @@ class RateLimiter:
                                      # typed as str | float | bool, passed to redis-py
                                      connection_pool=self._pool)  # type: ignore[arg-type]
         self._strategy = SlidingWindowCounterRateLimiter(self._storage)
-        self._waiting: dict[tuple[str, uuid.UUID], list[asyncio.Future[Refusal | None]]] = {}
+        self._waiting: dict[tuple[str, uuid.UUID | str],
+                            list[asyncio.Future[Refusal | None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._unchecked_until = 0.0  # time.monotonic(): Redis failed, do not wait on it
 
     async def close(self) -> None:
         await self._pool.aclose()
 
-    async def check(self, policy: Policy, key_id: uuid.UUID) -> Refusal | None:
-        """None if this request of the key fits its policy (and counts it), else why not."""
+    async def check(self, policy: Policy, key_id: uuid.UUID | str) -> Refusal | None:
+        """None if this request of the key (or client address) fits its policy (and
+        counts it), else why not."""
         if not policy.items or time.monotonic() < self._unchecked_until:
             return None
         future: asyncio.Future[Refusal | None] = asyncio.get_running_loop().create_future()
@@ -116,7 +120,7 @@ class RateLimiter:
         waiting.append(future)
         return await future
 
-    async def _run(self, policy: Policy, key_id: uuid.UUID) -> None:
+    async def _run(self, policy: Policy, key_id: uuid.UUID | str) -> None:
         batch = self._waiting.pop((policy.name, key_id))
         try:
             admitted, refusal = await self._hit(policy, str(key_id), len(batch))
@@ -158,18 +162,21 @@ class RateLimiter:
 
 @dataclass(frozen=True, slots=True)
 class Policies:
-    """Which policy a request to /api counts against."""
+    """Which policy a request counts against."""
 
     orders: Policy
     quotes: Policy
     reads: Policy
+    anonymous: Policy  # per client address, for what needs no key (/healthz, /metrics...)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policies:
         return cls(
             Policy("orders", "RATE_LIMIT_ORDERS", parse_limits(settings.rate_limit_orders)),
             Policy("quotes", "RATE_LIMIT_QUOTES", parse_limits(settings.rate_limit_quotes)),
-            Policy("reads", "RATE_LIMIT_READS", parse_limits(settings.rate_limit_reads)))
+            Policy("reads", "RATE_LIMIT_READS", parse_limits(settings.rate_limit_reads)),
+            Policy("anonymous", "RATE_LIMIT_ANONYMOUS",
+                   parse_limits(settings.rate_limit_anonymous), "this client address's"))
 
     def of(self, method: str, path: str) -> Policy:
         if method in ("GET", "HEAD"):

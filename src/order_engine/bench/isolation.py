@@ -7,7 +7,8 @@ then quiet again.
 The floods: the attacker key's orders and quotes as fast as its connections go (the
 service admits them at the rate its limits allow and refuses the rest), as many firehose
 WebSockets as it may hold and more, with orders flowing to them at its order limit; and
-clients without a valid key sending random keys and oversize bodies, or holding idle,
+clients without a valid key sending random keys, oversize bodies and scrapes of /metrics,
+or holding idle,
 slowloris and endless-header connections. Also counted: every
 answer's status (a 5xx anywhere is a failure) and the API's resident memory (its
 /metrics) after each phase.
@@ -272,6 +273,9 @@ async def run_isolation(base_url: str, victim_key: str, attacker_key: str, *,
                 for _ in range(half)]
             jobs += [_flood(host, port, "oversize", lambda n: _oversize(head_host), phase, stop)
                      for _ in range(half)]
+            jobs += [_flood(host, port, "metrics", lambda n: (
+                f"GET /metrics HTTP/1.1\r\nHost: {head_host}\r\n\r\n").encode(), phase, stop)
+                for _ in range(half)]
         if SLOW_CLIENTS in names:
             jobs += [_slow_client(host, port, kind, phase, stop)
                      for kind, count in (("idle", idle_connections), ("slowloris", slowloris),
