@@ -71,6 +71,7 @@ class NewOrder:
     output_mint: str
     amount_in: int
     slippage_bps: int
+    max_price_impact_bps: int | None = None  # None: the workers' MAX_PRICE_IMPACT_BPS
 
 
 def new_order_rows(new: NewOrder, order_id: uuid.UUID, now: datetime) -> (
@@ -80,7 +81,8 @@ def new_order_rows(new: NewOrder, order_id: uuid.UUID, now: datetime) -> (
     order = {"id": order_id, "api_key_id": new.api_key_id, "type": new.type.value,
              "status": OrderStatus.PENDING.value, "input_mint": new.input_mint,
              "output_mint": new.output_mint, "amount_in": new.amount_in,
-             "slippage_bps": new.slippage_bps, "attempts": 0, "last_seq": 1,
+             "slippage_bps": new.slippage_bps,
+             "max_price_impact_bps": new.max_price_impact_bps, "attempts": 0, "last_seq": 1,
              "created_at": now, "updated_at": now}
     event = {"order_id": order_id, "seq": 1, "status": OrderStatus.PENDING.value,
              "attempt": 0, "payload": {}, "created_at": now}
