@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # largest order allowed moved the SOL/USDC pool from ~150 to 0.0025, and most of
     # others' next orders failed on slippage. 5% / 15%: where Uniswap's interface warns
     # and where it refuses to swap without expert mode.
+    # The most of each input token a key's unfinished orders may hold together, in token
+    # units like MAX_ORDER_AMOUNT (store/exposure.py); over it a submission is 409.
+    max_key_exposure: Decimal = Field(default=Decimal("1000000000"), ge=0)
     max_price_impact_bps: int = Field(default=500, ge=1, le=10_000)
     max_price_impact_bps_ceiling: int = Field(default=1_500, ge=1, le=10_000)
     # Largest request body the API reads (bytes); larger ones are answered 413 unread.

@@ -42,6 +42,7 @@ from order_engine.domain.routing import route_legs, route_summary, venue_quotes
 from order_engine.domain.tokens import TOKENS
 from order_engine.quoting import quote_route
 from order_engine.services import Services
+from order_engine.store.exposure import ExposureLimitError
 from order_engine.store.repository import (
     IdempotencyClaim,
     IdempotencyInFlightError,
@@ -113,6 +114,8 @@ async def submit_order(
     claim = IdempotencyClaim(idempotency_key, request_fingerprint(new))
     try:
         created = await services.orders.create_idempotent(new, claim)
+    except ExposureLimitError as exc:
+        raise exposure_problem(exc) from None
     except IdempotencyInFlightError:
         raise ProblemError(
             409, "Request in flight",
@@ -144,6 +147,15 @@ async def submit_order(
     return _accepted(order_id, replayed=created.replayed)
 
 
+def exposure_problem(exc: ExposureLimitError) -> ProblemError:
+    """409: the request is valid, but the key's orders in flight leave no room for it;
+    the same request succeeds once some of them finish (not a rate: no Retry-After)."""
+    return ProblemError(409, "Exposure limit reached", str(exc), type_="exposure-limit",
+                        errors=[{"field": "amount", "message": (
+                            f"open {exc.open_amount} {exc.symbol} + {exc.amount} > "
+                            f"limit {exc.limit} {exc.symbol} (MAX_KEY_EXPOSURE)")}])
+
+
 def _new_order(api_key_id: uuid.UUID, valid: ValidOrder) -> NewOrder:
     return NewOrder(
         api_key_id=api_key_id,
@@ -162,7 +174,10 @@ async def _submit_batched(state: State, api_key_id: uuid.UUID, valid: ValidOrder
     """A submission without an Idempotency-Key: group commit with whatever else is being
     submitted right now (store/submissions.py)."""
     batcher: SubmissionBatcher = state.batcher
-    accepted = await batcher.submit(_new_order(api_key_id, valid))
+    try:
+        accepted = await batcher.submit(_new_order(api_key_id, valid))
+    except ExposureLimitError as exc:
+        raise exposure_problem(exc) from None
     metrics.ORDERS_SUBMITTED.inc()
     return _accepted(str(accepted.order_id), replayed=False)
 

@@ -7,10 +7,11 @@ import hashlib
 import uuid
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, NoReturn
 
 import asyncpg
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import delete, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import configure_mappers
 
@@ -22,6 +23,13 @@ from order_engine.domain.orders import (
     check_transition,
 )
 from order_engine.store.db import retry_on_connection_loss
+from order_engine.store.exposure import (
+    ENSURE_ONE_SQL,
+    OPEN_ONE_SQL,
+    RESERVE_ONE_SQL,
+    ExposureLimitError,
+    limit_units,
+)
 from order_engine.store.ids import new_order_id
 from order_engine.store.models import BaseUnits, IdempotencyKey, Order, OrderEvent
 from order_engine.store.transitions import Move, TransitionWriter
@@ -178,9 +186,11 @@ class _SignedTx:
 
 
 class OrderRepository:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], pg: asyncpg.Pool) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], pg: asyncpg.Pool,
+                 exposure_limit: Decimal = Decimal("1000000000")) -> None:
         self._sessions = sessions
         self._pg = pg
+        self._exposure_limit = exposure_limit  # MAX_KEY_EXPOSURE, token units
         self._moves = TransitionWriter(pg)
         self._signed: MicroBatcher[_SignedTx, bool] = MicroBatcher(
             self._record_signed, key=lambda tx: tx.order_id)
@@ -223,6 +233,7 @@ class OrderRepository:
                     return Created(replay, None, replayed=True)
             elif retried and (stored := await session.get(Order, order_id)) is not None:
                 return Created(stored, ours.event, replayed=False)
+            await self._reserve_exposure(session, new)
             session.add(order)
             await session.flush()
             session.add(event)
@@ -231,6 +242,18 @@ class OrderRepository:
                                            request_hash=claim.request_hash,
                                            order_id=order.id, created_at=now))
         return ours
+
+    async def _reserve_exposure(self, session: AsyncSession, new: NewOrder) -> None:
+        """Add the order to its key's exposure in this transaction, or raise
+        ExposureLimitError (store/exposure.py; the batch path does the same in SQL)."""
+        limit = limit_units(self._exposure_limit, new.input_mint)
+        params = {"key": new.api_key_id, "mint": new.input_mint,
+                  "amount": Decimal(new.amount_in), "limit": Decimal(limit)}
+        await session.execute(text(ENSURE_ONE_SQL), params)
+        if (await session.execute(text(RESERVE_ONE_SQL), params)).first() is None:
+            open_amount = await session.scalar(text(OPEN_ONE_SQL), params)
+            raise ExposureLimitError(new.api_key_id, new.input_mint, int(open_amount or 0),
+                                     new.amount_in, limit)
 
     async def _claim(
         self, session: AsyncSession, api_key_id: uuid.UUID, claim: IdempotencyClaim,
