@@ -6,18 +6,21 @@ limit up to the server's ceiling; the quote says whether a route is over it."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 
+from order_engine.config import Settings
 from order_engine.domain.orders import OrderStatus, OrderType
 from order_engine.domain.tokens import SOL, USDC
 from order_engine.market.pool_codec import reserves_of
 from order_engine.store.repository import NewOrder
 from order_engine.worker.settings import build_executor
-from tests.stack import Stack
+from tests.conftest import fresh_database
+from tests.stack import Stack, running_stack
 
 LARGEST = "1000000000"  # MAX_ORDER_AMOUNT's default, in SOL
 
@@ -29,10 +32,12 @@ async def _reserves(stack: Stack) -> dict[str, tuple[int, int]]:
 async def test_the_largest_order_fails_on_its_impact_and_leaves_the_pools_alone(
     stack: Stack,
 ) -> None:
+    # A key of its own: the largest order is all the exposure a key may have in SOL.
+    key, _ = await stack.services.api_keys.create("largest-order")
     before = await _reserves(stack)
 
-    order_id = await stack.submit(inputToken="SOL", outputToken="USDC", amount=LARGEST)
-    order = await stack.wait_terminal(order_id)
+    order_id = await stack.submit(key, inputToken="SOL", outputToken="USDC", amount=LARGEST)
+    order = await stack.wait_terminal(order_id, key=key)
 
     assert order["status"] == "failed"
     assert order["maxPriceImpactBps"] == 500  # MAX_PRICE_IMPACT_BPS, stored on submission
@@ -44,7 +49,7 @@ async def test_the_largest_order_fails_on_its_impact_and_leaves_the_pools_alone(
     assert order["txHash"] is None
     assert order["attempts"] == 1  # permanent: not retried
     assert order["route"]  # what the router found is on the order
-    events = await stack.events(order_id)
+    events = await stack.events(order_id, key=key)
     assert [e["status"] for e in events] == ["pending", "routing", "failed"]
     assert events[-1]["reason"] == order["failureReason"]
     assert events[-1]["priceImpactPct"] == impact
@@ -62,7 +67,7 @@ async def _amount_with_impact(http: httpx.AsyncClient, low: Decimal, high: Decim
     str, dict[str, Any]
 ]:
     """A JUP -> USDC amount whose quoted impact is between `low` and `high` percent
-    (JUP/USDC pools are the only route: no other test depends on their price after)."""
+    (JUP/USDC pools are the only route)."""
     amount = Decimal(1000)
     for _ in range(60):
         response = await http.get("/api/quote", params={
@@ -77,9 +82,22 @@ async def _amount_with_impact(http: httpx.AsyncClient, low: Decimal, high: Decim
     raise AssertionError("no amount with that impact")
 
 
-async def test_an_order_that_raises_its_limit_goes_through(
-    stack: Stack, client: httpx.AsyncClient
-) -> None:
+@pytest.fixture(scope="module")
+async def own_market(make_settings: Callable[..., Settings]) -> AsyncIterator[Stack]:
+    """A stack on a database (and market) of its own: an order with 7-12% impact leaves
+    the JUP/USDC pools far apart (no arbitrage runs in tests), which would fail the
+    ordinary orders of later tests on their impact."""
+    async with fresh_database() as url, running_stack(make_settings(database_url=url)) as s:
+        yield s
+
+
+async def test_an_order_that_raises_its_limit_goes_through(own_market: Stack) -> None:
+    stack = own_market
+    async with stack.client() as client:
+        await _raise_the_limit(stack, client)
+
+
+async def _raise_the_limit(stack: Stack, client: httpx.AsyncClient) -> None:
     amount, quote = await _amount_with_impact(client, Decimal(7), Decimal(12))
     assert quote["maxPriceImpactBps"] == 500
     assert quote["priceImpactOverLimit"] is True
@@ -161,8 +179,7 @@ async def test_an_order_from_before_limits_is_held_to_the_workers_default(
     stack: Stack,
 ) -> None:
     # As an order stored before migration 0008: no limit of its own (NULL).
-    key_id = await stack.services.api_keys.lookup(stack.settings.bootstrap_api_key)
-    assert key_id is not None
+    key, key_id = await stack.services.api_keys.create("before-limits")
     order, _ = await stack.services.orders.create(NewOrder(
         key_id, OrderType.MARKET, SOL.mint, USDC.mint, 10**9 * 10**9, 50))
     assert order.max_price_impact_bps is None
@@ -171,7 +188,7 @@ async def test_an_order_from_before_limits_is_held_to_the_workers_default(
     status = await build_executor(stack.services).execute(order.id)
 
     assert status is OrderStatus.FAILED
-    shown = await stack.wait_terminal(str(order.id))
+    shown = await stack.wait_terminal(str(order.id), key=key)
     assert shown["maxPriceImpactBps"] is None
     assert shown["failureReason"].endswith(
         "is over the order's limit 5.00% (the default, MAX_PRICE_IMPACT_BPS); nothing was sent")

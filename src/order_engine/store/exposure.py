@@ -23,14 +23,18 @@ ENSURE_ROWS_SQL = (
     "INSERT INTO key_exposure (api_key_id, input_mint) "
     "SELECT * FROM unnest($1::uuid[], $2::text[]) ON CONFLICT DO NOTHING")
 
-# One order (the Idempotency-Key path): add its amount if the sum stays within the limit.
+# One order (the Idempotency-Key path), in one round trip: create the key's row for the
+# token or add to it, only while the sum stays within the limit (ON CONFLICT locks the row
+# and checks the condition on it as the previous submission left it); no row returned:
+# refused.
 RESERVE_ONE_SQL = (
-    "UPDATE key_exposure SET open_amount = open_amount + :amount "
-    "WHERE api_key_id = :key AND input_mint = :mint AND open_amount + :amount <= :limit "
+    "INSERT INTO key_exposure (api_key_id, input_mint, open_amount) "
+    "SELECT CAST(:key AS uuid), CAST(:mint AS text), CAST(:amount AS numeric) "
+    "WHERE CAST(:amount AS numeric) <= CAST(:limit AS numeric) "
+    "ON CONFLICT (api_key_id, input_mint) DO UPDATE "
+    "SET open_amount = key_exposure.open_amount + excluded.open_amount "
+    "WHERE key_exposure.open_amount + excluded.open_amount <= CAST(:limit AS numeric) "
     "RETURNING open_amount")
-ENSURE_ONE_SQL = (
-    "INSERT INTO key_exposure (api_key_id, input_mint) VALUES (:key, :mint) "
-    "ON CONFLICT DO NOTHING")
 OPEN_ONE_SQL = (
     "SELECT open_amount FROM key_exposure WHERE api_key_id = :key AND input_mint = :mint")
 

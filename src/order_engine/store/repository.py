@@ -24,7 +24,6 @@ from order_engine.domain.orders import (
 )
 from order_engine.store.db import retry_on_connection_loss
 from order_engine.store.exposure import (
-    ENSURE_ONE_SQL,
     OPEN_ONE_SQL,
     RESERVE_ONE_SQL,
     ExposureLimitError,
@@ -233,7 +232,6 @@ class OrderRepository:
                     return Created(replay, None, replayed=True)
             elif retried and (stored := await session.get(Order, order_id)) is not None:
                 return Created(stored, ours.event, replayed=False)
-            await self._reserve_exposure(session, new)
             session.add(order)
             await session.flush()
             session.add(event)
@@ -241,6 +239,10 @@ class OrderRepository:
                 session.add(IdempotencyKey(api_key_id=new.api_key_id, key=claim.key,
                                            request_hash=claim.request_hash,
                                            order_id=order.id, created_at=now))
+            await session.flush()
+            # Last, just before the commit: the key's row stays locked until then, and
+            # every submission of the key in this token waits for it.
+            await self._reserve_exposure(session, new)
         return ours
 
     async def _reserve_exposure(self, session: AsyncSession, new: NewOrder) -> None:
@@ -249,7 +251,6 @@ class OrderRepository:
         limit = limit_units(self._exposure_limit, new.input_mint)
         params = {"key": new.api_key_id, "mint": new.input_mint,
                   "amount": Decimal(new.amount_in), "limit": Decimal(limit)}
-        await session.execute(text(ENSURE_ONE_SQL), params)
         if (await session.execute(text(RESERVE_ONE_SQL), params)).first() is None:
             open_amount = await session.scalar(text(OPEN_ONE_SQL), params)
             raise ExposureLimitError(new.api_key_id, new.input_mint, int(open_amount or 0),
