@@ -7,6 +7,7 @@ key prefix, so runs never collide, and talks to real servers, never mocks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -30,8 +31,9 @@ def _asyncpg_url(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-@pytest.fixture(scope="session")
-async def database_url() -> AsyncIterator[str]:
+@contextlib.asynccontextmanager
+async def fresh_database() -> AsyncIterator[str]:
+    """A database of its own, migrated, with the genesis market; dropped at the end."""
     admin_url = _asyncpg_url(server_database_url())
     name = unique_name("oe_test")
     admin = await asyncpg.connect(admin_url)
@@ -40,14 +42,22 @@ async def database_url() -> AsyncIterator[str]:
     finally:
         await admin.close()
     url = with_database(admin_url, name)
-    await asyncio.to_thread(upgrade_database, url)
-    await seed_chain(Settings(_env_file=None, database_url=url))
-    yield url
-    admin = await asyncpg.connect(admin_url)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await asyncio.to_thread(upgrade_database, url)
+        await seed_chain(Settings(_env_file=None, database_url=url))
+        yield url
     finally:
-        await admin.close()
+        admin = await asyncpg.connect(admin_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    async with fresh_database() as url:
+        yield url
     stop_embedded()
 
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 from functools import lru_cache
 
 from limits import RateLimitItem, parse_many
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -55,6 +55,17 @@ class Settings(BaseSettings):
     sim_seed: int | None = None
 
     max_order_amount: Decimal = Decimal("1000000000")
+    # An order's price-impact limit (basis points of its output, lost against the best
+    # price before the trade) when it does not set `maxPriceImpactBps`, and the most an
+    # order may set it to. Over its limit, an order fails before anything is sent: the
+    # largest order allowed moved the SOL/USDC pool from ~150 to 0.0025, and most of
+    # others' next orders failed on slippage. 5% / 15%: where Uniswap's interface warns
+    # and where it refuses to swap without expert mode.
+    # The most of each input token a key's unfinished orders may hold together, in token
+    # units like MAX_ORDER_AMOUNT (store/exposure.py); over it a submission is 409.
+    max_key_exposure: Decimal = Field(default=Decimal("1000000000"), ge=0)
+    max_price_impact_bps: int = Field(default=500, ge=1, le=10_000)
+    max_price_impact_bps_ceiling: int = Field(default=1_500, ge=1, le=10_000)
     # Largest request body the API reads (bytes); larger ones are answered 413 unread.
     max_body_bytes: int = Field(default=65_536, ge=1_024)
     # Per-key rate limits, shared by every API process (counted in Redis), in the
@@ -96,6 +107,13 @@ class Settings(BaseSettings):
     def _valid_limits(cls, value: str) -> str:
         parse_limits(value)
         return value
+
+    @model_validator(mode="after")
+    def _impact_default_within_ceiling(self) -> Settings:
+        if self.max_price_impact_bps > self.max_price_impact_bps_ceiling:
+            raise ValueError("MAX_PRICE_IMPACT_BPS must be at most "
+                             "MAX_PRICE_IMPACT_BPS_CEILING")
+        return self
 
     @field_validator("sim_seed", mode="before")
     @classmethod

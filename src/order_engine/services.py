@@ -96,7 +96,7 @@ async def open_services(settings: Settings) -> Services:
         engine=engine,
         pg=pg,
         sessions=sessions,
-        orders=OrderRepository(sessions, pg),
+        orders=OrderRepository(sessions, pg, settings.max_key_exposure),
         api_keys=ApiKeyStore(sessions),
         redis=redis,
         queue=queue,

@@ -316,6 +316,9 @@ class ChaosRun:
                     return str(response.json()["orderId"])
                 sub.error = f"HTTP {response.status_code}: {response.text[:200]}"
                 sub.server_errors += response.status_code >= 500
+                if response.status_code == 429:  # over the key's rate: wait as told
+                    await asyncio.sleep(float(response.headers.get("retry-after", "1")))
+                    continue
                 if response.status_code < 500 and response.status_code != 409:
                     return None  # a real refusal: retrying will not help
             await asyncio.sleep(0.2 + self.rng.random() * 0.3)

@@ -112,7 +112,7 @@ async def batcher(stack: Stack, database_url: str, proxy: PgProxy) -> AsyncItera
     pool = await create_pg_pool(_through(database_url, proxy), size=1)
     prefix = unique_name("oe-test")
     batcher = SubmissionBatcher(pool, stack.services.redis, prefix, f"{prefix}:queue",
-                                "execute_order")
+                                "execute_order", stack.settings.max_key_exposure)
     batcher.start()
     try:
         yield batcher
@@ -154,19 +154,20 @@ async def test_a_submission_whose_commit_was_not_heard_is_stored_once(
 ) -> None:
     """The batch's INSERT committed, then the connection broke before its reply came:
     the retry (same order ids) must find it committed, not store a second order."""
-    found: list[bool] = []
+    found: list[set[uuid.UUID]] = []
     stored = batcher._stored
 
-    async def spy(ids: list[uuid.UUID], now: datetime) -> bool:
+    async def spy(ids: list[uuid.UUID], now: datetime) -> set[uuid.UUID]:
         found.append(await stored(ids, now))
         return found[-1]
 
     monkeypatch.setattr(batcher, "_stored", spy)
     await batcher.submit(await _new_order(stack))  # prepared: the next reply is the INSERT's
-    proxy.cut_on = b"INSERT 0 "  # the CommandComplete tag of the batch's statement
+    proxy.cut_on = b"SELECT 1"  # the CommandComplete tag of the batch's statement
     accepted = await batcher.submit(await _new_order(stack))
     assert proxy.cut.is_set()
-    assert found == [True]  # the retry was refused by the primary key, and found it stored
+    # The retry was refused by the primary key, and found it stored.
+    assert found == [{accepted.order_id}]
     assert await _stored(stack, accepted.order_id) == (1, 1)
 
 

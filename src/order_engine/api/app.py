@@ -60,7 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         hub = EventHub(services.redis, settings.redis_prefix)
         await hub.start()
         batcher = SubmissionBatcher(services.pg, services.redis, settings.redis_prefix,
-                                    queue_name(settings), EXECUTE_ORDER_JOB)
+                                    queue_name(settings), EXECUTE_ORDER_JOB,
+                                    settings.max_key_exposure)
         batcher.start()
         app.state.batcher = batcher
         app.state.services = services

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import re
 import uuid
+from decimal import Decimal
 from typing import Annotated, Any
 
 import orjson
@@ -29,16 +30,19 @@ from order_engine.api.schemas import (
     SubmitOrderRequest,
     ValidOrder,
     order_to_json,
+    price_impact_limit,
     validate_order,
     validate_trade,
 )
 from order_engine.domain.amounts import format_amount
 from order_engine.domain.errors import ExecutionError
+from order_engine.domain.impact import impact_over_limit
 from order_engine.domain.orders import OrderStatus, min_amount_out
 from order_engine.domain.routing import route_legs, route_summary, venue_quotes
 from order_engine.domain.tokens import TOKENS
 from order_engine.quoting import quote_route
 from order_engine.services import Services
+from order_engine.store.exposure import ExposureLimitError
 from order_engine.store.repository import (
     IdempotencyClaim,
     IdempotencyInFlightError,
@@ -58,7 +62,8 @@ IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 def request_fingerprint(new: NewOrder) -> str:
     """What makes two submissions "the same body": the order they would create."""
     canonical = orjson.dumps([new.type.value, new.input_mint, new.output_mint,
-                              str(new.amount_in), new.slippage_bps])
+                              str(new.amount_in), new.slippage_bps,
+                              new.max_price_impact_bps])
     return hashlib.sha256(canonical).hexdigest()
 ApiKeyId = Annotated[uuid.UUID, Depends(require_api_key)]
 
@@ -95,7 +100,7 @@ async def submit_order(
     errors: list[dict[str, str]] = []
     valid = None
     try:
-        valid = validate_order(body, services.settings.max_order_amount)
+        valid = validate_order(body, services.settings)
     except OrderValidationError as exc:
         errors += exc.errors
     if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
@@ -109,6 +114,8 @@ async def submit_order(
     claim = IdempotencyClaim(idempotency_key, request_fingerprint(new))
     try:
         created = await services.orders.create_idempotent(new, claim)
+    except ExposureLimitError as exc:
+        raise exposure_problem(exc) from None
     except IdempotencyInFlightError:
         raise ProblemError(
             409, "Request in flight",
@@ -140,6 +147,15 @@ async def submit_order(
     return _accepted(order_id, replayed=created.replayed)
 
 
+def exposure_problem(exc: ExposureLimitError) -> ProblemError:
+    """409: the request is valid, but the key's orders in flight leave no room for it;
+    the same request succeeds once some of them finish (not a rate: no Retry-After)."""
+    return ProblemError(409, "Exposure limit reached", str(exc), type_="exposure-limit",
+                        errors=[{"field": "amount", "message": (
+                            f"open {exc.open_amount} {exc.symbol} + {exc.amount} > "
+                            f"limit {exc.limit} {exc.symbol} (MAX_KEY_EXPOSURE)")}])
+
+
 def _new_order(api_key_id: uuid.UUID, valid: ValidOrder) -> NewOrder:
     return NewOrder(
         api_key_id=api_key_id,
@@ -148,6 +164,7 @@ def _new_order(api_key_id: uuid.UUID, valid: ValidOrder) -> NewOrder:
         output_mint=valid.output_token.mint,
         amount_in=valid.amount_in,
         slippage_bps=valid.slippage_bps,
+        max_price_impact_bps=valid.max_price_impact_bps,
     )
 
 
@@ -157,7 +174,10 @@ async def _submit_batched(state: State, api_key_id: uuid.UUID, valid: ValidOrder
     """A submission without an Idempotency-Key: group commit with whatever else is being
     submitted right now (store/submissions.py)."""
     batcher: SubmissionBatcher = state.batcher
-    accepted = await batcher.submit(_new_order(api_key_id, valid))
+    try:
+        accepted = await batcher.submit(_new_order(api_key_id, valid))
+    except ExposureLimitError as exc:
+        raise exposure_problem(exc) from None
     metrics.ORDERS_SUBMITTED.inc()
     return _accepted(str(accepted.order_id), replayed=False)
 
@@ -215,7 +235,7 @@ async def submit_fast(state: State, scope: Scope, receive: Receive, send: Send) 
         # json, as the route (Starlette) parses: orjson reads an integer past 64 bits as a
         # float, which would change the amount; the difference is ~2 us a request.
         valid = validate_order(SubmitOrderRequest.model_validate(loads(body)),
-                               services.settings.max_order_amount)
+                               services.settings)
     except Exception:  # noqa: BLE001 (any doubt: the route answers, as it always did)
         return replaying(body, receive)
     response: Response
@@ -305,20 +325,32 @@ async def get_quote(
     slippageBps: Annotated[
         int, Query(ge=1, le=MAX_SLIPPAGE_BPS)
     ] = DEFAULT_SLIPPAGE_BPS,
+    maxPriceImpactBps: Annotated[
+        int | None, Query(description="The limit to judge the route against, as an order's"
+                          " maxPriceImpactBps (default MAX_PRICE_IMPACT_BPS)")
+    ] = None,
 ) -> JSONResponse:
     services = services_of(request)
+    errors: list[dict[str, str]] = []
     try:
         token_in, token_out, _, units = validate_trade(
             inputToken, outputToken, amount, services.settings.max_order_amount
         )
     except OrderValidationError as exc:
-        raise validation_problem(exc.errors) from None
+        errors += exc.errors
+    try:
+        limit = price_impact_limit(maxPriceImpactBps, services.settings)
+    except OrderValidationError as exc:
+        errors += exc.errors
+    if errors:
+        raise validation_problem(errors)
     try:
         plan = await quote_route(services.venues, token_in.mint, token_out.mint, units,
                                  services.settings.quote_timeout_s)
     except ExecutionError as exc:
         status = 503 if exc.transient else 422
         raise ProblemError(status, "No quote", exc.message, type_=exc.code) from None
+    summary = route_summary(plan)
     body: dict[str, Any] = {
         "inputToken": token_in.symbol,
         "outputToken": token_out.symbol,
@@ -326,7 +358,10 @@ async def get_quote(
         "slippageBps": slippageBps,
         "quotes": venue_quotes(plan, list(plan.paths)),
         "route": route_legs(plan),
-        **route_summary(plan),
+        **summary,
+        # What an order with this limit would meet: over it, it fails before sending.
+        "maxPriceImpactBps": limit,
+        "priceImpactOverLimit": impact_over_limit(Decimal(summary["priceImpactPct"]), limit),
         "expectedAmountOut": format_amount(plan.amount_out, token_out),
         "minAmountOut": format_amount(min_amount_out(plan.amount_out, slippageBps), token_out),
     }

@@ -8,7 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from order_engine.config import Settings
 from order_engine.domain.amounts import AmountError, format_amount, parse_amount, to_base_units
+from order_engine.domain.impact import bps_as_pct
 from order_engine.domain.orders import OrderType
 from order_engine.domain.tokens import (
     Token,
@@ -38,6 +40,15 @@ class SubmitOrderRequest(BaseModel):
     slippageBps: StrictInt = Field(
         default=DEFAULT_SLIPPAGE_BPS, ge=1, le=MAX_SLIPPAGE_BPS
     )
+    # Checked by validate_order against the server's settings (its default and ceiling).
+    maxPriceImpactBps: StrictInt | None = Field(
+        default=None,
+        description="The most price impact this order accepts, in basis points (500 = 5%):"
+                    " 1 to MAX_PRICE_IMPACT_BPS_CEILING (default 1500); absent:"
+                    " MAX_PRICE_IMPACT_BPS (default 500). Over it, the order fails with"
+                    " price_impact_too_high before anything is sent.",
+        json_schema_extra={"minimum": 1, "examples": [500]},
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +59,7 @@ class ValidOrder:
     amount: Decimal
     amount_in: int
     slippage_bps: int
+    max_price_impact_bps: int
 
 
 class OrderValidationError(ValueError):
@@ -92,12 +104,39 @@ def validate_trade(
     return tokens["inputToken"], tokens["outputToken"], parsed, units
 
 
-def validate_order(body: SubmitOrderRequest, max_amount: Decimal) -> ValidOrder:
-    token_in, token_out, amount, units = validate_trade(
-        body.inputToken, body.outputToken, body.amount, max_amount
-    )
+def price_impact_limit(requested: int | None, settings: Settings) -> int:
+    """The order's price-impact limit in basis points: the one requested, within
+    1..MAX_PRICE_IMPACT_BPS_CEILING, or MAX_PRICE_IMPACT_BPS."""
+    if requested is None:
+        return settings.max_price_impact_bps
+    ceiling = settings.max_price_impact_bps_ceiling
+    if not 1 <= requested <= ceiling:
+        raise OrderValidationError([{
+            "field": "maxPriceImpactBps",
+            "message": f"must be from 1 to {ceiling} basis points ({bps_as_pct(ceiling)}, "
+                       "this server's MAX_PRICE_IMPACT_BPS_CEILING)",
+        }])
+    return requested
+
+
+def validate_order(body: SubmitOrderRequest, settings: Settings) -> ValidOrder:
+    errors: list[dict[str, str]] = []
+    trade: tuple[Token, Token, Decimal, int] | None = None
+    limit = 0
+    try:
+        trade = validate_trade(body.inputToken, body.outputToken, body.amount,
+                               settings.max_order_amount)
+    except OrderValidationError as exc:
+        errors += exc.errors
+    try:
+        limit = price_impact_limit(body.maxPriceImpactBps, settings)
+    except OrderValidationError as exc:
+        errors += exc.errors
+    if errors or trade is None:
+        raise OrderValidationError(errors)
+    token_in, token_out, amount, units = trade
     return ValidOrder(OrderType(body.type), token_in, token_out, amount, units,
-                      body.slippageBps)
+                      body.slippageBps, limit)
 
 
 def _units(value: int | None, token: Token) -> str | None:
@@ -114,6 +153,8 @@ def order_to_json(order: Order) -> dict[str, Any]:
         "outputToken": token_out.symbol,
         "amount": format_amount(order.amount_in, token_in),
         "slippageBps": order.slippage_bps,
+        # None for orders submitted before limits existed (held to MAX_PRICE_IMPACT_BPS).
+        "maxPriceImpactBps": order.max_price_impact_bps,
         "attempts": order.attempts,
         "quotes": order.quotes,
         "route": order.route,

@@ -53,3 +53,9 @@ class InsufficientLiquidityError(PermanentError):
 
 class InvalidPairError(PermanentError):
     code = "invalid_pair"
+
+
+class PriceImpactTooHighError(PermanentError):
+    """The route's price impact is over the order's limit (maxPriceImpactBps)."""
+
+    code = "price_impact_too_high"

@@ -531,7 +531,7 @@ def plan_route(
         legs=legs,
         amount_out=amount_out,
         best_single_venue=_best_single_venue(all_paths, quotes),
-        price_impact_pct=_price_impact(all_paths, amount_in, amount_out, curves, quotes),
+        price_impact_pct=_price_impact(all_paths, amount_in, amount_out, quotes),
         hop_cost_out=hop_cost_out,
         paths=tuple(all_paths),
     )
@@ -565,11 +565,14 @@ def _split_cannot_help(single: Path, paths: list[Path], amount_in: int,
 
 
 def _price_impact(paths: list[Path], amount_in: int, amount_out: int,
-                  curves: dict[int, Curve], quotes: _Quotes) -> float:
-    best_rate = max(
-        c.marginal(0.0) if (c := curves.get(id(p))) is not None else quotes.initial_rate(p)
-        for p in paths
-    )
+                  quotes: _Quotes) -> float:
+    """The output lost against the best marginal rate of any candidate path before the
+    trade, in percent. Each path's rate is the product of its pools' exact first rates:
+    the split's curve of a mixed chain (a DLMM and a constant-product pool) is sampled,
+    and its first sample's slope, over 1/2304 of the order, is below the rate at zero by
+    as much as a large order moves it: when such a path had the best rate, the impact
+    looked smaller than it was (the impact limit compares this figure)."""
+    best_rate = max(quotes.initial_rate(p) for p in paths)
     ideal = best_rate * amount_in
     return max(0.0, (ideal - amount_out) / ideal * 100) if ideal > 0 else 0.0
 

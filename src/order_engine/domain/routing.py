@@ -11,6 +11,7 @@ from typing import Any
 
 from order_engine.domain.amm import Venue
 from order_engine.domain.amounts import execution_price, format_amount
+from order_engine.domain.impact import format_impact_pct, shown_impact_pct
 from order_engine.domain.router import Path, RoutePlan
 from order_engine.domain.tokens import token_by_mint
 
@@ -68,8 +69,7 @@ def route_summary(plan: RoutePlan) -> dict[str, Any]:
     token_out = token_by_mint(plan.output_mint)
     single = plan.best_single_venue
     return {
-        "priceImpactPct": format(Decimal(repr(plan.price_impact_pct)).quantize(
-            Decimal("0.0001")).normalize(), "f"),
+        "priceImpactPct": format_impact_pct(shown_impact_pct(plan.price_impact_pct)),
         "bestSingleVenue": None if single is None else {
             "venue": single[0].value, "amountOut": format_amount(single[1], token_out),
         },

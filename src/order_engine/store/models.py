@@ -79,6 +79,9 @@ class Order(Base):
     output_mint: Mapped[str] = mapped_column(Text)
     amount_in: Mapped[int] = mapped_column(BaseUnits())
     slippage_bps: Mapped[int] = mapped_column(Integer)
+    # The most price impact the order accepts (bps); NULL on orders from before the
+    # limit existed, which are held to the workers' MAX_PRICE_IMPACT_BPS.
+    max_price_impact_bps: Mapped[int | None] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     quotes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
     route: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)

@@ -7,10 +7,11 @@ import hashlib
 import uuid
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, NoReturn
 
 import asyncpg
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import delete, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import configure_mappers
 
@@ -22,6 +23,12 @@ from order_engine.domain.orders import (
     check_transition,
 )
 from order_engine.store.db import retry_on_connection_loss
+from order_engine.store.exposure import (
+    OPEN_ONE_SQL,
+    RESERVE_ONE_SQL,
+    ExposureLimitError,
+    limit_units,
+)
 from order_engine.store.ids import new_order_id
 from order_engine.store.models import BaseUnits, IdempotencyKey, Order, OrderEvent
 from order_engine.store.transitions import Move, TransitionWriter
@@ -71,6 +78,7 @@ class NewOrder:
     output_mint: str
     amount_in: int
     slippage_bps: int
+    max_price_impact_bps: int | None = None  # None: the workers' MAX_PRICE_IMPACT_BPS
 
 
 def new_order_rows(new: NewOrder, order_id: uuid.UUID, now: datetime) -> (
@@ -80,7 +88,8 @@ def new_order_rows(new: NewOrder, order_id: uuid.UUID, now: datetime) -> (
     order = {"id": order_id, "api_key_id": new.api_key_id, "type": new.type.value,
              "status": OrderStatus.PENDING.value, "input_mint": new.input_mint,
              "output_mint": new.output_mint, "amount_in": new.amount_in,
-             "slippage_bps": new.slippage_bps, "attempts": 0, "last_seq": 1,
+             "slippage_bps": new.slippage_bps,
+             "max_price_impact_bps": new.max_price_impact_bps, "attempts": 0, "last_seq": 1,
              "created_at": now, "updated_at": now}
     event = {"order_id": order_id, "seq": 1, "status": OrderStatus.PENDING.value,
              "attempt": 0, "payload": {}, "created_at": now}
@@ -176,9 +185,11 @@ class _SignedTx:
 
 
 class OrderRepository:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], pg: asyncpg.Pool) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], pg: asyncpg.Pool,
+                 exposure_limit: Decimal = Decimal("1000000000")) -> None:
         self._sessions = sessions
         self._pg = pg
+        self._exposure_limit = exposure_limit  # MAX_KEY_EXPOSURE, token units
         self._moves = TransitionWriter(pg)
         self._signed: MicroBatcher[_SignedTx, bool] = MicroBatcher(
             self._record_signed, key=lambda tx: tx.order_id)
@@ -228,7 +239,22 @@ class OrderRepository:
                 session.add(IdempotencyKey(api_key_id=new.api_key_id, key=claim.key,
                                            request_hash=claim.request_hash,
                                            order_id=order.id, created_at=now))
+            await session.flush()
+            # Last, just before the commit: the key's row stays locked until then, and
+            # every submission of the key in this token waits for it.
+            await self._reserve_exposure(session, new)
         return ours
+
+    async def _reserve_exposure(self, session: AsyncSession, new: NewOrder) -> None:
+        """Add the order to its key's exposure in this transaction, or raise
+        ExposureLimitError (store/exposure.py; the batch path does the same in SQL)."""
+        limit = limit_units(self._exposure_limit, new.input_mint)
+        params = {"key": new.api_key_id, "mint": new.input_mint,
+                  "amount": Decimal(new.amount_in), "limit": Decimal(limit)}
+        if (await session.execute(text(RESERVE_ONE_SQL), params)).first() is None:
+            open_amount = await session.scalar(text(OPEN_ONE_SQL), params)
+            raise ExposureLimitError(new.api_key_id, new.input_mint, int(open_amount or 0),
+                                     new.amount_in, limit)
 
     async def _claim(
         self, session: AsyncSession, api_key_id: uuid.UUID, claim: IdempotencyClaim,

@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -43,6 +44,7 @@ from sqlalchemy import Table
 from order_engine.domain.orders import OrderStatus
 from order_engine.events import event_envelope, events_channel
 from order_engine.store.db import pg_array_type, retry_on_connection_loss
+from order_engine.store.exposure import ENSURE_ROWS_SQL, ExposureLimitError, limit_units
 from order_engine.store.ids import new_order_id
 from order_engine.store.models import Order, OrderEvent
 from order_engine.store.repository import EventRecord, NewOrder, new_order_rows
@@ -80,30 +82,82 @@ def wake_channel(queue: str) -> str:
     return f"{queue}:wake"
 
 
-def _unnest_insert(table: Table, columns: Sequence[str], first_param: int) -> str:
-    """`INSERT INTO t (a, b) SELECT * FROM unnest($1::A[], $2::B[])`: one parameter per
-    column, each an array of that column's values (types from the table's definition)."""
+def _unnest(table: Table, columns: Sequence[str], first_param: int) -> str:
+    """`unnest($1::A[], $2::B[]) WITH ORDINALITY AS alias(a, b, n)`: one parameter per
+    column, each an array of that column's values (types from the table's definition),
+    and each row's position `n` (from 1)."""
     arrays = ", ".join(
         f"${first_param + i}::{pg_array_type(table.c[name])}" for i, name in enumerate(columns)
     )
-    return f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
+    return f"unnest({arrays}) WITH ORDINALITY AS {table.name}_in({', '.join(columns)}, n)"
 
 
 @functools.cache
 def batch_insert_sql(order_columns: tuple[str, ...], event_columns: tuple[str, ...]) -> str:
     """The one statement that stores a batch: its orders, then their first events. The
     columns are those `new_order_rows` fills, so it stays the one place that says what a
-    new order is; the text is the same for every batch (a cached prepared statement)."""
-    orders = _unnest_insert(Order.__table__, order_columns, 1)  # type: ignore[arg-type]
-    events = _unnest_insert(OrderEvent.__table__, event_columns,  # type: ignore[arg-type]
-                            len(order_columns) + 1)
-    return f"WITH new_orders AS ({orders}) {events}"
+    new order is; the text is the same for every batch (a cached prepared statement).
+
+    Each key's exposure (store/exposure.py) in each input token is raised by the orders
+    that fit, in the batch's order (a running total per key and token, so the ones that
+    fit are the first ones), in the statement that stores them; the last parameter is each
+    order's limit in base units. It answers, per key and token of the batch, what it
+    admitted (`last_granted`, the running total of the orders stored) and the sum after.
+    """
+    orders_in = _unnest(Order.__table__, order_columns, 1)  # type: ignore[arg-type]
+    events_in = _unnest(OrderEvent.__table__, event_columns,  # type: ignore[arg-type]
+                        len(order_columns) + 1)
+    limits = len(order_columns) + len(event_columns) + 1
+    # The same parameters as the orders' columns, with the same types.
+    key, mint, amount = (
+        f"${order_columns.index(name) + 1}::{pg_array_type(Order.__table__.c[name])}"
+        for name in ("api_key_id", "input_mint", "amount_in"))
+    fits = ("coalesce((SELECT max(q.running) FROM req q WHERE q.api_key_id = e.api_key_id "
+            "AND q.input_mint = e.input_mint AND e.open_amount + q.running <= q.lim), 0)")
+    return (
+        "WITH req AS (SELECT r.n, r.api_key_id, r.input_mint, r.lim, sum(r.amount) OVER "
+        "(PARTITION BY r.api_key_id, r.input_mint ORDER BY r.n) AS running "
+        f"FROM unnest({key}, {mint}, {amount}, "
+        f"${limits}::numeric[]) WITH ORDINALITY AS r(api_key_id, input_mint, amount, lim, n)), "
+        f"granted AS (UPDATE key_exposure e SET last_granted = {fits}, "
+        f"open_amount = e.open_amount + {fits} "
+        "WHERE (e.api_key_id, e.input_mint) IN (SELECT api_key_id, input_mint FROM req) "
+        "RETURNING e.api_key_id, e.input_mint, e.last_granted, e.open_amount), "
+        "admitted AS (SELECT q.n FROM req q JOIN granted g "
+        "ON g.api_key_id = q.api_key_id AND g.input_mint = q.input_mint "
+        "WHERE q.running <= g.last_granted), "
+        f"new_orders AS (INSERT INTO orders ({', '.join(order_columns)}) "
+        f"SELECT {', '.join(order_columns)} FROM {orders_in} "
+        "WHERE n IN (SELECT n FROM admitted) RETURNING id), "
+        f"new_events AS (INSERT INTO order_events ({', '.join(event_columns)}) "
+        f"SELECT {', '.join(event_columns)} FROM {events_in} "
+        "WHERE order_id IN (SELECT id FROM new_orders)) "
+        "SELECT api_key_id, input_mint, last_granted, open_amount FROM granted"
+    )
 
 
 def _columns(rows: Sequence[dict[str, Any]]) -> tuple[tuple[str, ...], list[list[Any]]]:
     """Rows (dicts with the same keys) as column names and one list of values per column."""
     names = tuple(rows[0])
     return names, [[row[name] for row in rows] for name in names]
+
+
+# Per key and input token: the running total the batch admitted, and the exposure after
+# (None when not known: a retried batch found committed).
+_Granted = dict[tuple[uuid.UUID, str], tuple[int, int | None]]
+
+
+def _granted_from_stored(ids: list[uuid.UUID], news: list[NewOrder],
+                         stored: set[uuid.UUID]) -> _Granted:
+    """What a committed try admitted, from which of its orders are stored."""
+    granted: _Granted = {}
+    running: dict[tuple[uuid.UUID, str], int] = {}
+    for order_id, new in zip(ids, news, strict=True):
+        group = (new.api_key_id, new.input_mint)
+        running[group] = running.get(group, 0) + new.amount_in
+        if order_id in stored:
+            granted[group] = (running[group], None)
+    return granted
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +174,10 @@ class _Pending:
 
 class SubmissionBatcher:
     def __init__(self, pg: asyncpg.Pool, redis: Redis, redis_prefix: str, queue: str,
-                 job_function: str) -> None:
+                 job_function: str, exposure_limit: Decimal) -> None:
         self._pg = pg
+        self._exposure_limit = exposure_limit  # MAX_KEY_EXPOSURE, token units
+        self._exposure_rows: set[tuple[uuid.UUID, str]] = set()
         self._redis = redis
         self._channel = events_channel(redis_prefix)
         self._queue_name = queue or default_queue_name
@@ -144,7 +200,8 @@ class SubmissionBatcher:
                 await self._task
 
     async def submit(self, new: NewOrder) -> Accepted:
-        """Returns once the order is committed (and its enqueue was attempted)."""
+        """Returns once the order is committed (and its enqueue was attempted); raises
+        ExposureLimitError when it would take its key over MAX_KEY_EXPOSURE."""
         assert self._loop is not None, "start() first"
         future: asyncio.Future[Accepted] = self._loop.create_future()
         self._pending.put_nowait(_Pending(new, future))
@@ -163,46 +220,91 @@ class SubmissionBatcher:
                         item.future.set_exception(exc)
                 continue
             for item, result in zip(batch, accepted, strict=True):
-                if not item.future.done():
+                if item.future.done():
+                    continue
+                if isinstance(result, Exception):
+                    item.future.set_exception(result)
+                else:
                     item.future.set_result(result)
 
-    async def _commit(self, batch: list[_Pending]) -> list[Accepted]:
+    async def _commit(self, batch: list[_Pending]) -> list[Accepted | Exception]:
         now = datetime.now(UTC)
         ids = [new_order_id(now) for _ in batch]
         rows = [new_order_rows(p.new, order_id, now) for order_id, p in zip(ids, batch,
                                                                             strict=True)]
         order_columns, order_values = _columns([order for order, _ in rows])
         event_columns, event_values = _columns([event for _, event in rows])
+        await self._ensure_exposure_rows(batch)
+        limits = [limit_units(self._exposure_limit, p.new.input_mint) for p in batch]
         # A single statement commits on its own, with synchronous_commit on: when it
         # returns, the batch's WAL is flushed.
         sql = batch_insert_sql(order_columns, event_columns)
-        await retry_on_connection_loss(
-            functools.partial(self._insert, sql, [*order_values, *event_values], ids, now),
+        granted = await retry_on_connection_loss(
+            functools.partial(self._insert, sql, [*order_values, *event_values, limits],
+                              ids, [p.new for p in batch], now),
             "submission batch")
+        results: list[Accepted | Exception] = []
+        running: dict[tuple[uuid.UUID, str], int] = {}
+        admitted: list[tuple[_Pending, uuid.UUID]] = []
+        for order_id, item, limit in zip(ids, batch, limits, strict=True):
+            group = (item.new.api_key_id, item.new.input_mint)
+            total = running[group] = running.get(group, 0) + item.new.amount_in
+            last_granted, open_amount = granted.get(group, (-1, None))
+            if total <= last_granted:
+                admitted.append((item, order_id))
+                results.append(Accepted(order_id, False))
+                continue
+            results.append(ExposureLimitError(
+                item.new.api_key_id, item.new.input_mint,
+                open_amount if open_amount is not None else 0, item.new.amount_in, limit))
         # Committed: from here every order is acknowledged and never lost. Enqueue and
         # publish in one round trip; if Redis fails, the sweep enqueues them later.
-        enqueued = await self._enqueue_and_publish(batch, ids, now)
-        return [Accepted(order_id, enqueued) for order_id in ids]
+        if admitted:
+            enqueued = await self._enqueue_and_publish(
+                [item for item, _ in admitted], [order_id for _, order_id in admitted], now)
+            results = [Accepted(r.order_id, enqueued) if isinstance(r, Accepted) else r
+                       for r in results]
+        return results
+
+    async def _ensure_exposure_rows(self, batch: list[_Pending]) -> None:
+        """Each key's exposure row for each input token, created the first time this
+        process sees the pair (rows are never deleted), so the batch's UPDATE finds it."""
+        missing = {(p.new.api_key_id, p.new.input_mint) for p in batch} - self._exposure_rows
+        if not missing:
+            return
+        keys, mints = zip(*missing, strict=True)
+        await retry_on_connection_loss(
+            lambda _: self._pg.execute(ENSURE_ROWS_SQL, list(keys), list(mints)),
+            "exposure rows")
+        self._exposure_rows |= missing
 
     async def _insert(self, sql: str, args: list[list[Any]], ids: list[uuid.UUID],
-                      now: datetime, attempt: int) -> None:
-        """The batch's statement. Tried again (`attempt` > 0) after the connection broke,
-        it may find the rows committed by the try whose answer was lost: the orders'
-        primary key refuses them (waiting, if that try's transaction is still open, for it
-        to end), and they are there, all of them (one statement, one transaction)."""
+                      news: list[NewOrder], now: datetime, attempt: int) -> _Granted:
+        """The batch's statement: per key and input token, what it admitted (the running
+        total of the orders stored) and the exposure after. Tried again (`attempt` > 0)
+        after the connection broke, it may find the rows committed by the try whose
+        answer was lost: the orders' primary key refuses them (waiting, if that try's
+        transaction is still open, for it to end), and those of them that were admitted
+        are there (one statement, one transaction): the orders found are the admitted."""
         try:
-            await self._pg.execute(sql, *args)
+            records = await self._pg.fetch(sql, *args)
         except asyncpg.UniqueViolationError:
-            if attempt == 0 or not await self._stored(ids, now):
+            if attempt == 0:
+                raise
+            stored = await self._stored(ids, now)
+            if not stored:
                 raise
             log.info("submission batch found committed by the try whose answer was lost",
-                     orders=len(ids))
+                     orders=len(stored))
+            return _granted_from_stored(ids, news, stored)
+        return {(r["api_key_id"], r["input_mint"]): (int(r["last_granted"]),
+                                                     int(r["open_amount"]))
+                for r in records}
 
-    async def _stored(self, ids: list[uuid.UUID], now: datetime) -> bool:
-        stored = await self._pg.fetchval(
-            "SELECT count(*) FROM orders WHERE id = ANY($1::uuid[]) AND created_at = $2",
-            ids, now)
-        return bool(stored == len(ids))
+    async def _stored(self, ids: list[uuid.UUID], now: datetime) -> set[uuid.UUID]:
+        return {record["id"] for record in await self._pg.fetch(
+            "SELECT id FROM orders WHERE id = ANY($1::uuid[]) AND created_at = $2",
+            ids, now)}
 
     async def _enqueue_and_publish(self, batch: list[_Pending], ids: list[uuid.UUID],
                                    now: datetime) -> bool:

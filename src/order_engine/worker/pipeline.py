@@ -14,6 +14,7 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import structlog
@@ -26,9 +27,11 @@ from order_engine.domain.errors import (
     ExecutionError,
     InsufficientLiquidityError,
     PermanentError,
+    PriceImpactTooHighError,
     SlippageExceededError,
     TransientError,
 )
+from order_engine.domain.impact import impact_over_limit, impact_reason
 from order_engine.domain.orders import OrderStatus, min_amount_out, retry_delay_ms
 from order_engine.domain.routing import route_legs, route_summary, venue_quotes
 from order_engine.domain.tokens import token_by_mint
@@ -72,6 +75,7 @@ class OrderExecutor:
         retry: RetryPolicy,
         quote_timeout_s: float,
         rng: random.Random | None = None,
+        max_price_impact_bps: int = 500,
     ) -> None:
         self._repo = repo
         self._chain = chain
@@ -81,6 +85,8 @@ class OrderExecutor:
         self._retry = retry
         self._quote_timeout_s = quote_timeout_s
         self._rng = rng or random.Random()
+        # The limit of an order that has none stored (submitted before limits existed).
+        self._max_price_impact_bps = max_price_impact_bps
 
     async def execute(self, order_id: uuid.UUID) -> OrderStatus:
         """Drive the order until it is terminal; raises RetryLater to come back later."""
@@ -159,6 +165,16 @@ class OrderExecutor:
         minimum = min_amount_out(plan.amount_out, order.slippage_bps)
         quotes, legs, summary = venue_quotes(plan, list(plan.paths)), route_legs(plan), (
             route_summary(plan))
+        refusal = self._impact_refusal(order, summary)
+        if refusal is not None:
+            # Nothing was signed or sent; the route it would have taken stays on the
+            # order, so its owner sees the figure it failed on.
+            metrics.FAILURES.labels(PriceImpactTooHighError.code).inc()
+            log.info("order over its price-impact limit", order_id=str(order.id),
+                     reason=refusal)
+            return await self._move(order, S.FAILED, {"reason": refusal, **summary},
+                                    failure_reason=refusal, quotes=quotes, route=legs,
+                                    routing=summary)
         steps = execution_steps(plan)
         signed, last_valid_slot = await self._sign(order, steps, minimum)
         return await self._move(
@@ -174,6 +190,19 @@ class OrderExecutor:
             tx_bytes=signed.raw,
             tx_last_valid_slot=last_valid_slot,
         )
+
+    def _impact_refusal(self, order: Order, summary: dict[str, Any]) -> str | None:
+        """Why the order may not take this route (the failure reason), or None: its price
+        impact, as shown, against the order's limit. Permanent, not retried: a later
+        attempt would meet the same pools, less the arbitrage of a second or two."""
+        if order.max_price_impact_bps is None:
+            limit, source = self._max_price_impact_bps, "the default, MAX_PRICE_IMPACT_BPS"
+        else:
+            limit, source = order.max_price_impact_bps, "maxPriceImpactBps"
+        impact = Decimal(summary["priceImpactPct"])
+        if not impact_over_limit(impact, limit):
+            return None
+        return f"{PriceImpactTooHighError.code}: {impact_reason(impact, limit, source)}"
 
     async def _sign(self, order: Order, steps: list[dict[str, Any]],
                     minimum: int) -> tuple[SignedTransaction, int]:

@@ -112,6 +112,7 @@ def build_executor(services: Services) -> OrderExecutor:
         retry=RetryPolicy(s.max_attempts, s.retry_base_ms, s.retry_max_ms),
         quote_timeout_s=s.quote_timeout_s,
         rng=services.rng,
+        max_price_impact_bps=s.max_price_impact_bps,
     )
 
 
