@@ -15,7 +15,7 @@ from __future__ import annotations
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
-from order_engine.api.auth import KEY_ID_STATE, UNAUTHORIZED, Authenticator, key_from
+from order_engine.api.auth import KEY_ID_STATE, Authenticator, key_from
 from order_engine.api.problems import problem_error_response, problem_response
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -75,11 +75,12 @@ async def gate(authenticator: Authenticator | None, max_body_bytes: int, scope: 
         return None
     if authenticator is not None:
         try:
-            key_id = await authenticator.resolve(key_from(headers))
+            key = key_from(headers)
+            key_id = await authenticator.resolve(key)
         except Exception:  # noqa: BLE001 - the route answers it (503), as it always did
             return receive
         if key_id is None:
-            response = problem_error_response(UNAUTHORIZED, scope["path"])
+            response = problem_error_response(authenticator.refusal(key), scope["path"])
             response.headers["Connection"] = "close"  # its body is not read: do not reuse
             await response(scope, receive, send)
             return None

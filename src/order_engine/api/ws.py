@@ -28,7 +28,7 @@ from sqlalchemy import select
 from starlette.datastructures import Headers, QueryParams
 from starlette.websockets import WebSocketState
 
-from order_engine.api.auth import Authenticator, key_from
+from order_engine.api.auth import REVOKED, Authenticator, key_from
 from order_engine.api.schemas import order_to_json
 from order_engine.domain.orders import OrderStatus
 from order_engine.events import RESYNC, Ended, EventHub, LiveEvent, Subscription
@@ -45,6 +45,7 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
+REVOKED_REASON = "API key revoked"
 # An order with no live event for about this long is looked up in PostgreSQL anyway
 # (covers a publish lost while the hub was connected, which nothing else would reveal).
 QUIET_RECHECK_S = 5.0
@@ -128,7 +129,9 @@ def _socket_handler(
             websocket.scope["headers"] = []
             key_id = await authenticator.resolve(key)
             if key_id is None:
-                await _close(websocket, CLOSE_UNAUTHORIZED, "invalid or missing API key")
+                revoked = authenticator.refusal(key) is REVOKED
+                await _close(websocket, CLOSE_UNAUTHORIZED,
+                             REVOKED_REASON if revoked else "invalid or missing API key")
             else:
                 await run(websocket, key_id)
         except _CLIENT_GONE:
@@ -148,6 +151,15 @@ async def _close(websocket: WebSocket, code: int, reason: str = "") -> None:
     if websocket.application_state is WebSocketState.CONNECTED:
         with contextlib.suppress(*_CLIENT_GONE):
             await websocket.close(code, reason)
+
+
+async def _close_ended(websocket: WebSocket, ended: Ended | None) -> None:
+    """Close as the subscription's end says: 1001 for a shutdown, 4401 for a revoked key
+    (nothing for a client gone)."""
+    if ended is Ended.SHUTDOWN:
+        await _close(websocket, CLOSE_GOING_AWAY, "server shutting down; reconnect")
+    elif ended is Ended.KEY_REVOKED:
+        await _close(websocket, CLOSE_UNAUTHORIZED, REVOKED_REASON)
 
 
 async def _not_found(websocket: WebSocket, order_id: str) -> None:
@@ -177,7 +189,8 @@ async def watch_order(websocket: WebSocket, key_id: uuid.UUID) -> None:
         return
     # Started by the first watcher: the hub cannot reach PostgreSQL by itself.
     hub.recheck_with(functools.partial(_latest_seqs, services), QUIET_RECHECK_S)
-    subscription = hub.subscribe(oid)  # before reading the history: nothing falls between
+    # Before reading the history: nothing falls between.
+    subscription = hub.subscribe(oid, owner=key_id)
     reader: asyncio.Task[None] | None = None
     try:
         history = await services.orders.events(oid)
@@ -198,8 +211,8 @@ async def watch_order(websocket: WebSocket, key_id: uuid.UUID) -> None:
                 await stream.on_live(live)
         if stream.done:
             await _close(websocket, CLOSE_NORMAL, "order reached a terminal status")
-        elif subscription.ended is Ended.SHUTDOWN:
-            await _close(websocket, CLOSE_GOING_AWAY, "server shutting down; reconnect")
+        else:
+            await _close_ended(websocket, subscription.ended)
     finally:
         await _release(subscription, reader)
 
@@ -243,8 +256,7 @@ async def watch_all_orders(websocket: WebSocket, key_id: uuid.UUID) -> None:
                 break
             for live in batch:
                 await _send(websocket, live.text)  # RESYNC: {"type": "resync"}
-        if subscription.ended is Ended.SHUTDOWN:
-            await _close(websocket, CLOSE_GOING_AWAY, "server shutting down; reconnect")
+        await _close_ended(websocket, subscription.ended)
     finally:
         await _release(subscription, reader)
 
