@@ -5,17 +5,25 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import httpx
 import orjson
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from order_engine.config import Settings, get_settings
 from order_engine.supervisor import DEV_KEY_FILE
+
+if TYPE_CHECKING:
+    from order_engine.store.api_keys import ApiKeyStore, KeyInfo
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="Order execution engine for Solana swaps.",
@@ -133,30 +141,137 @@ def up(
     sys.exit(run_stack(get_settings(), workers, market, api_processes))
 
 
+def _key_store_run(settings: Settings, work: Callable[[ApiKeyStore], Awaitable[T]]) -> T:
+    """Run `work` with a key store on the settings' database."""
+    from order_engine.store.api_keys import ApiKeyStore
+    from order_engine.store.db import create_engine, session_factory
+
+    if not settings.database_url:
+        raise _fail("DATABASE_URL must be set")
+
+    async def run() -> T:
+        engine = create_engine(settings.database_url, pool_size=1)
+        try:
+            return await work(ApiKeyStore(session_factory(engine)))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="A label for the key.")] = "default",
 ) -> None:
     """Create an API key and print it (it is shown only once; the database keeps a hash).
+    Keys are "oe_" and 256 random bits.
 
     Example: [cyan]order-engine keys create --name trading-bot[/]
     """
-    from order_engine.store.api_keys import ApiKeyStore
-    from order_engine.store.db import create_engine, session_factory
+    async def create(store: ApiKeyStore) -> str:
+        key, _ = await store.create(name)
+        return key
+
+    console.print(_key_store_run(get_settings(), create))
+
+
+@keys_app.command("list")
+def keys_list(
+    all_: Annotated[bool, typer.Option("--all", help="Revoked keys too.")] = False,
+) -> None:
+    """List the API keys: id, name, the first characters of the key, when made, and
+    whether revoked (or the bootstrap key). The keys themselves are not kept.
+
+    Example: [cyan]order-engine keys list --all[/]
+    """
+    from rich.table import Table
+
+    async def read(store: ApiKeyStore) -> list[KeyInfo]:
+        return await store.all()
+
+    keys = [k for k in _key_store_run(get_settings(), read) if all_ or k.revoked_at is None]
+    table = Table(title=f"API keys ({len(keys)})")
+    table.add_column("id", no_wrap=True, min_width=36)  # whole: `keys revoke` takes it
+    for column in ("name", "starts with", "created", "revoked"):
+        table.add_column(column)
+    for k in keys:
+        name = f"{k.name} (bootstrap)" if k.bootstrap and k.name != "bootstrap" else k.name
+        table.add_row(str(k.id), name, f"{k.prefix}...", f"{k.created_at:%Y-%m-%d %H:%M}",
+                      "" if k.revoked_at is None else f"{k.revoked_at:%Y-%m-%d %H:%M}")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_ref: Annotated[str, typer.Argument(
+        metavar="KEY", help="The key's id (or its first 8+ characters), the prefix "
+                            "`keys list` shows, or the key itself.")],
+) -> None:
+    """Revoke an API key: every request with it gets 401 ("this API key was revoked")
+    and its WebSockets close with 4401. Its orders and their events stay. Every API
+    process hears of it at once over Redis (when REDIS_URL is set); one that misses the
+    message stops accepting the key within 30 s all the same.
+
+    Example: [cyan]order-engine keys revoke 3f2a9c1e[/]
+    """
+    from order_engine.api.auth import CACHE_TTL_S
 
     settings = get_settings()
-    if not settings.database_url:
-        raise _fail("DATABASE_URL must be set")
 
-    async def create() -> str:
-        engine = create_engine(settings.database_url, pool_size=1)
+    async def find(store: ApiKeyStore) -> list[KeyInfo]:
+        return await store.find(key_ref)
+
+    matches = _key_store_run(settings, find)
+    if not matches:
+        raise _fail(f"no API key matches {key_ref!r} (see `order-engine keys list --all`)")
+    if len(matches) > 1:
+        listed = "\n".join(f"  {k.id}  {k.name}  {k.prefix}..." for k in matches)
+        raise _fail(f"{len(matches)} API keys match {key_ref!r}; give the id:\n{listed}")
+    target = matches[0]
+    if target.revoked_at is not None:
+        console.print(f"key {target.id} ({target.name}, {target.prefix}...) was already "
+                      f"revoked at {target.revoked_at:%Y-%m-%d %H:%M:%S %Z}")
+        return
+
+    async def revoke(store: ApiKeyStore) -> KeyInfo | None:
+        return await store.revoke(target.id)
+
+    revoked = _key_store_run(settings, revoke)
+    if revoked is None:
+        raise _fail(f"the key {target.id} is gone")
+    console.print(f"revoked key {revoked.id} ({revoked.name}, {revoked.prefix}...)")
+    heard = _announce_revoked(settings, revoked.id)
+    if heard is None:
+        err_console.print(f"[yellow]not announced on Redis (REDIS_URL unset or not "
+                          f"answering): API processes refuse the key within "
+                          f"{CACHE_TTL_S:.0f} s[/]")
+    else:
+        console.print(f"{heard} API process(es) told at once; any other refuses the key "
+                      f"within {CACHE_TTL_S:.0f} s")
+
+
+def _announce_revoked(settings: Settings, key_id: uuid.UUID) -> int | None:
+    """Publish the revocation to the API processes; how many heard it (None: not sent)."""
+    if not settings.redis_url:
+        return None
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+
+    from order_engine.events import publish_revoked
+
+    async def announce() -> int:
+        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5,
+                               socket_timeout=5)
         try:
-            key, _ = await ApiKeyStore(session_factory(engine)).create(name)
-            return key
+            return await publish_revoked(redis, settings.redis_prefix, [key_id])
         finally:
-            await engine.dispose()
+            await redis.aclose()
 
-    console.print(asyncio.run(create()))
+    try:
+        return asyncio.run(announce())
+    except (RedisError, OSError) as exc:
+        err_console.print(f"[yellow]Redis: {exc}[/]")
+        return None
 
 
 @bench_app.command("routing")
@@ -807,8 +922,26 @@ def _event_line(event: dict[str, Any]) -> str:
     return f"{stamp}  #{event['seq']:<2} [{style}]{status:<10}[/] {detail}"
 
 
+def _settings_errors(exc: ValidationError) -> list[str]:
+    """Each invalid setting as `NAME: why`, without its value (it may be a secret)."""
+    lines = []
+    for error in exc.errors(include_input=False):
+        name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(message if message.startswith(name) else f"{name}: {message}")
+    return lines
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    except ValidationError as exc:
+        if exc.title != Settings.__name__:
+            raise
+        for line in _settings_errors(exc):
+            err_console.print("[bold red]invalid setting:[/] " + escape(line),
+                              soft_wrap=True, highlight=False)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

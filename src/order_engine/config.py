@@ -9,9 +9,13 @@ from limits import RateLimitItem, parse_many
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from order_engine.keys import key_problem
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # No value in an error message: some are secrets (a key, a password in a URL).
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore",
+                                      hide_input_in_errors=True)
 
     # Empty means "start an embedded server" (only `order-engine up` does that).
     database_url: str = ""
@@ -46,6 +50,9 @@ class Settings(BaseSettings):
     # Each worker serves Prometheus metrics on this port (0: not served).
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)
 
+    # A key that exists from startup (at least 32 characters; see keys.py). Every API
+    # process makes it the bootstrap key as it starts and revokes the one before: change
+    # it (or empty it) and the old one stops working. All API processes must agree.
     bootstrap_api_key: str = ""
 
     # 1.0 = realistic (quotes ~200 ms, confirmation 2-3 s); 0 = instant.
@@ -114,6 +121,14 @@ class Settings(BaseSettings):
             raise ValueError("MAX_PRICE_IMPACT_BPS must be at most "
                              "MAX_PRICE_IMPACT_BPS_CEILING")
         return self
+
+    @field_validator("bootstrap_api_key")
+    @classmethod
+    def _strong_bootstrap_key(cls, value: str) -> str:
+        value = value.strip()
+        if value and (problem := key_problem(value)) is not None:
+            raise ValueError(f"BOOTSTRAP_API_KEY {problem}")
+        return value
 
     @field_validator("sim_seed", mode="before")
     @classmethod

@@ -12,9 +12,9 @@ import contextlib
 import enum
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import structlog
@@ -28,6 +28,24 @@ log = structlog.get_logger(__name__)
 
 def events_channel(prefix: str) -> str:
     return f"{prefix}:events"
+
+
+def keys_channel(prefix: str) -> str:
+    """Where revocations of API keys are announced to every API process."""
+    return f"{prefix}:keys"
+
+
+async def publish_revoked(redis: Redis, prefix: str, key_ids: Iterable[uuid.UUID]) -> int:
+    """Tell every API process that these keys were revoked (already, in PostgreSQL): they
+    drop them from their caches and close their sockets. Returns how many processes
+    heard it."""
+    message = orjson.dumps({"revoked": [str(key_id) for key_id in key_ids]})
+    return int(await redis.publish(keys_channel(prefix), message))
+
+
+class KeyListener(Protocol):
+    def keys_revoked(self, key_ids: set[uuid.UUID]) -> None: ...
+    def reconnected(self) -> None: ...
 
 
 def event_envelope(event: EventRecord) -> bytes:
@@ -91,6 +109,7 @@ class Ended(enum.Enum):
 
     CLIENT_GONE = "client gone"
     SHUTDOWN = "server shutting down"
+    KEY_REVOKED = "API key revoked"
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -108,13 +127,15 @@ class Subscription:
     """
 
     __slots__ = ("_hub", "_maxsize", "_pending", "_waiter", "api_key_id", "ended",
-                 "order_id", "seen_seq")
+                 "order_id", "owner", "seen_seq")
 
     def __init__(self, hub: EventHub, order_id: uuid.UUID, maxsize: int,
-                 api_key_id: uuid.UUID | None = None) -> None:
+                 api_key_id: uuid.UUID | None = None, owner: uuid.UUID | None = None) -> None:
         self._hub = hub
         self.order_id = order_id
         self.api_key_id = api_key_id
+        # The key of the reader: its revocation ends the subscription.
+        self.owner = owner if owner is not None else api_key_id
         self._maxsize = maxsize
         self._pending: list[LiveEvent] = []
         self._waiter: asyncio.Future[None] | None = None
@@ -180,7 +201,10 @@ class EventHub:
     def __init__(self, redis: Redis, prefix: str, queue_size: int = 256) -> None:
         self._redis = redis
         self._channel = events_channel(prefix)
+        self._keys_channel = keys_channel(prefix)
         self._queue_size = queue_size
+        # Told of key revocations, and of reconnects (when some may have been missed).
+        self.key_listener: KeyListener | None = None
         self._by_order: dict[uuid.UUID, set[Subscription]] = defaultdict(set)
         self._by_key: dict[uuid.UUID, set[Subscription]] = defaultdict(set)
         self._count = 0
@@ -191,9 +215,9 @@ class EventHub:
         self._shutting_down = False
         self.connected = asyncio.Event()
 
-    def subscribe(self, order_id: uuid.UUID) -> Subscription:
+    def subscribe(self, order_id: uuid.UUID, owner: uuid.UUID | None = None) -> Subscription:
         return self._add(self._by_order, order_id,
-                         Subscription(self, order_id, self._queue_size))
+                         Subscription(self, order_id, self._queue_size, owner=owner))
 
     def subscribe_key(self, api_key_id: uuid.UUID, queue_size: int = 4096) -> Subscription:
         """Every event of every order of the key (dashboards)."""
@@ -226,6 +250,16 @@ class EventHub:
         for index in (self._by_order, self._by_key):
             for subs in index.values():
                 yield from subs
+
+    def end_keys(self, key_ids: set[uuid.UUID]) -> int:
+        """These keys were revoked: end their readers' subscriptions. Returns how many."""
+        ended = [sub for sub in self._subscriptions() if sub.owner in key_ids]
+        for sub in ended:
+            sub.end(Ended.KEY_REVOKED)
+        return len(ended)
+
+    def subscribed_keys(self) -> set[uuid.UUID]:
+        return {sub.owner for sub in self._subscriptions() if sub.owner is not None}
 
     def end_all(self) -> None:
         """Server shutdown: end every subscription, and every one made from now on."""
@@ -262,13 +296,20 @@ class EventHub:
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self._channel)
+                await pubsub.subscribe(self._channel, self._keys_channel)
                 self.connected.set()
                 self._resync_all()  # anything published while we were away
+                if self.key_listener is not None:
+                    self.key_listener.reconnected()
                 backoff = 0.1
+                keys_channel = self._keys_channel.encode()
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
-                    if message is not None:
+                    if message is None:
+                        continue
+                    if message["channel"] in (keys_channel, self._keys_channel):
+                        self._on_keys(message["data"])
+                    else:
                         self._dispatch(message["data"])
             except (RedisError, OSError) as exc:
                 self.connected.clear()
@@ -296,6 +337,15 @@ class EventHub:
             live = LiveEvent(message, orjson.dumps(message).decode())  # once, for all
             for sub in readers:
                 sub.deliver(live)
+
+    def _on_keys(self, data: bytes) -> None:
+        try:
+            revoked = {uuid.UUID(key_id) for key_id in orjson.loads(data)["revoked"]}
+        except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
+            log.warning("ignoring malformed key message")
+            return
+        if self.key_listener is not None and revoked:
+            self.key_listener.keys_revoked(revoked)
 
     def _resync_all(self) -> None:
         """After a (re)connect: whatever was published meanwhile is lost. Firehose readers

@@ -26,12 +26,12 @@ def migrations_dir() -> Path:
     raise FileNotFoundError("cannot find the migrations folder; set MIGRATIONS_DIR")
 
 
-def upgrade_database(database_url: str) -> None:
+def upgrade_database(database_url: str, revision: str = "head") -> None:
     """Blocking (alembic runs its own event loop): call from a thread inside async code."""
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)
 
 
 async def seed_chain(settings: Settings) -> None:

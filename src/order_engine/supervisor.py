@@ -17,8 +17,9 @@ from rich.console import Console
 
 from order_engine.config import Settings
 from order_engine.embedded import EmbeddedServers
+from order_engine.keys import generate_key, hash_key, key_problem
 from order_engine.migrate import seed_chain, upgrade_database
-from order_engine.store.api_keys import ApiKeyStore, generate_key
+from order_engine.store.api_keys import ApiKeyStore
 from order_engine.store.db import create_engine, session_factory
 
 console = Console()
@@ -28,12 +29,18 @@ WORKER_METRICS_BASE = 9101
 
 
 def _dev_key(settings: Settings) -> str:
-    """BOOTSTRAP_API_KEY if set, else a dev key kept under the data folder across runs."""
+    """BOOTSTRAP_API_KEY if set, else a dev key kept under the data folder across runs
+    (a new one when the kept one was revoked, or is not a valid key). The API processes
+    get it as their BOOTSTRAP_API_KEY."""
     if settings.bootstrap_api_key:
         return settings.bootstrap_api_key
     path = Path(settings.data_dir) / DEV_KEY_FILE
     if path.exists():
-        return path.read_text().strip()
+        key = path.read_text().strip()
+        if key_problem(key) is None and not asyncio.run(_revoked(settings, key)):
+            return key
+        console.print(f"[yellow]the dev API key in {path} was revoked (or is not a valid "
+                      "key): making a new one[/]")
     key = generate_key()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(key + "\n")
@@ -41,12 +48,13 @@ def _dev_key(settings: Settings) -> str:
     return key
 
 
-async def _register_key(settings: Settings, key: str) -> None:
+async def _revoked(settings: Settings, key: str) -> bool:
     engine = create_engine(settings.database_url, pool_size=1)
     try:
-        await ApiKeyStore(session_factory(engine)).create("dev", key)
+        states = await ApiKeyStore(session_factory(engine)).states_by_hash([hash_key(key)])
     finally:
         await engine.dispose()
+    return hash_key(key) in states and states[hash_key(key)] is None
 
 
 def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> bool:
@@ -94,11 +102,13 @@ def run_stack(settings: Settings, workers: int = 1, market: bool = True,
         upgrade_database(settings.database_url)
         asyncio.run(seed_chain(settings))
         key = _dev_key(settings)
-        asyncio.run(_register_key(settings, key))
 
         command = [sys.executable, "-m", "order_engine.cli"]
+        # The API makes the dev key its bootstrap key (and revokes the one before).
+        api_env = {**env, "BOOTSTRAP_API_KEY": key}
         # Several API processes share the port (SO_REUSEPORT); the kernel spreads connections.
-        api_env = {**env, "API_REUSE_PORT": "1"} if api_processes > 1 else env
+        if api_processes > 1:
+            api_env["API_REUSE_PORT"] = "1"
         procs = [subprocess.Popen([*command, "api"], env=api_env)
                  for _ in range(api_processes)]
         # Each worker serves its metrics on a port of its own: 9101, 9102, ...
@@ -159,4 +169,7 @@ def _banner(url: str, key: str, settings: Settings, workers: int, market: bool) 
     print_(f"  ORDER_ENGINE_API_KEY={key} .venv/bin/order-engine submit SOL USDC 1.5 --watch")
     print_(f"\n[bold]Watch an order's events:[/] ws://{url.split('://', 1)[1]}"
            f"/ws/orders/<orderId>?apiKey={key}")
+    print_("\n[bold]API keys[/] (create, list, revoke) against these servers:")
+    print_(f"  DATABASE_URL='{settings.database_url}' REDIS_URL='{settings.redis_url}' "
+           f"REDIS_PREFIX='{settings.redis_prefix}' .venv/bin/order-engine keys list")
     print_("\n[dim]Ctrl-C stops everything.[/]\n")

@@ -265,3 +265,94 @@ async def test_the_key_form_without_a_key_and_after_a_refused_key(
         await expect(page.get_by_test_id("live-state")).to_have_text("live")
     finally:
         await context.close()
+
+
+async def test_a_link_with_another_key_does_not_replace_the_held_one(
+    browser: Browser, dashboard_stack: Stack, screenshots: Path
+) -> None:
+    other, _ = await dashboard_stack.services.api_keys.create("browser-other")
+    theirs = await dashboard_stack.submit(key=other, amount="0.3")
+    context = await browser.new_context(viewport=DESKTOP)
+    try:
+        page = await context.new_page()
+        console = ConsoleErrors(page)
+        referrers: list[str] = []
+        page.on("request", lambda request: referrers.extend(
+            v for k, v in request.headers.items() if k.lower() == "referer"))
+        await open_dashboard(page, dashboard_stack)
+        held = "localStorage.getItem('orderEngine.apiKey')"
+        assert await page.evaluate(held) == API_KEY
+
+        # Someone sends a link with their key: the dashboard keeps the key it holds.
+        await page.goto(f"{dashboard_stack.base_url}/?apiKey={other}")
+        notice = page.get_by_test_id("key-link-notice")
+        await expect(notice).to_be_visible()
+        await expect(notice).to_contain_text(API_KEY[:8])
+        await expect(notice).to_contain_text(other[:8])
+        await expect(notice).not_to_contain_text(other[:12])  # a hint, not the key
+        assert "apiKey" not in page.url  # out of the address bar and the history
+        assert await page.evaluate(held) == API_KEY
+        await expect(page.get_by_test_id("orders-table")).to_be_visible()
+        await expect(page.get_by_test_id("live-state")).to_have_text("live")
+        await expect(page.get_by_test_id(f"order-row-{theirs}")).to_have_count(0)
+        await page.screenshot(path=screenshots / "key-link-notice.png")
+        await page.get_by_test_id("key-link-keep").click()
+        await expect(notice).to_be_hidden()
+        assert await page.evaluate(held) == API_KEY
+
+        # Only by choosing it does the person switch to the link's key.
+        await page.goto(f"{dashboard_stack.base_url}/?apiKey={other}")
+        await page.get_by_test_id("key-link-use").click()
+        await expect(notice).to_be_hidden()
+        assert await page.evaluate(held) == other
+        await expect(page.get_by_test_id(f"order-row-{theirs}")).to_be_visible()
+        assert "apiKey" not in page.url
+        # No request told anyone the address (with its ?apiKey=) as a referrer.
+        assert [r for r in referrers if r] == []
+        assert console.messages == []
+    finally:
+        await context.close()
+
+
+async def test_the_api_docs_work_offline_under_their_csp(
+    browser: Browser, dashboard_stack: Stack, screenshots: Path
+) -> None:
+    context = await browser.new_context(viewport=DESKTOP)
+    try:
+        page = await context.new_page()
+        console = ConsoleErrors(page)
+        hosts: set[str] = set()
+        page.on("request", lambda request: hosts.add(request.url.split("/")[2]))
+        await page.goto(f"{dashboard_stack.base_url}/docs")
+        await expect(page.locator(".swagger-ui .info .title")).to_contain_text(
+            "Order execution engine")
+        await expect(page.locator(".opblock-summary-path", has_text="/api/orders/{order_id}")
+                     .first).to_be_visible()
+        await page.screenshot(path=screenshots / "docs.png")
+        assert hosts == {dashboard_stack.base_url.split("/")[2]}  # nothing from elsewhere
+        assert console.messages == []  # a CSP violation would be a console error
+    finally:
+        await context.close()
+
+
+async def test_a_revoked_key_sends_the_dashboard_back_to_the_key_form(
+    browser: Browser, dashboard_stack: Stack
+) -> None:
+    from order_engine.events import publish_revoked
+
+    key, key_id = await dashboard_stack.services.api_keys.create("browser-revoked")
+    context = await browser.new_context(viewport=DESKTOP)
+    try:
+        page = await context.new_page()
+        await page.goto(f"{dashboard_stack.base_url}/?apiKey={key}")
+        await expect(page.get_by_test_id("live-state")).to_have_text("live")
+        # As `order-engine keys revoke` does: in the record, then announced.
+        await dashboard_stack.services.api_keys.revoke(key_id)
+        await publish_revoked(dashboard_stack.services.redis,
+                              dashboard_stack.settings.redis_prefix, [key_id])
+        await expect(page.get_by_test_id("api-key-input")).to_be_visible(timeout=5_000)
+        await expect(page.locator("#key-message")).to_have_text(
+            "That API key was revoked. Enter another key.")
+        assert await page.evaluate("localStorage.length") == 0
+    finally:
+        await context.close()

@@ -44,7 +44,7 @@ from tests.chain_audit import reserve_mismatches
 from tests.processes import env_for, terminate
 from tests.servers import server_database_url, unique_name, with_database
 
-API_KEY = "oe_chaos_key_0123456789abcdef"
+API_KEY = "oe_chaos_key_0123456789abcdef0123456"
 PAIRS = [("SOL", "USDC", "0.4"), ("USDC", "SOL", "60"), ("SOL", "USDT", "0.3"),
          ("USDC", "USDT", "100"), ("BONK", "SOL", "3000000"), ("JUP", "USDC", "50"),
          ("USDT", "SOL", "45")]

@@ -16,22 +16,26 @@ KEY_ID = uuid.uuid4()
 
 
 class SlowStore(ApiKeyStore):
-    """Knows one key ("good"); each query waits until `release` is set."""
+    """Knows one key ("good", revoked once `revoked` is set) and a revoked one ("gone");
+    each query waits until `release` is set."""
 
     def __init__(self) -> None:
         self.lookups = 0
         self.asked: list[int] = []  # how many keys each query asked for
         self.release = asyncio.Event()
         self.fail = False
+        self.revoked = False
 
-    async def ids_by_hash(self, key_hashes: list[str]) -> dict[str, uuid.UUID]:
+    async def states_by_hash(self, key_hashes: list[str]) -> dict[str, uuid.UUID | None]:
         self.lookups += 1
         self.asked.append(len(key_hashes))
+        revoked = self.revoked  # as the query read it
         await self.release.wait()
         if self.fail:
             raise ConnectionError("database down")
-        good = hash_key("good")
-        return {good: KEY_ID} if good in key_hashes else {}
+        known: dict[str, uuid.UUID | None] = {
+            hash_key("good"): None if revoked else KEY_ID, hash_key("gone"): None}
+        return {digest: known[digest] for digest in key_hashes if digest in known}
 
 
 async def test_concurrent_misses_share_one_lookup() -> None:
@@ -103,3 +107,41 @@ async def test_a_cancelled_waiter_does_not_cancel_the_others() -> None:
     store.release.set()
     assert await second == KEY_ID
     assert first.cancelled()
+
+
+async def test_a_revoked_key_is_refused_with_its_reason() -> None:
+    store = SlowStore()
+    store.release.set()
+    authenticator = Authenticator(store)
+    assert await authenticator.resolve("gone") is None
+    assert await authenticator.resolve("nobody") is None
+    assert authenticator.refusal("gone") is auth.REVOKED
+    assert authenticator.refusal("nobody") is auth.UNAUTHORIZED
+    assert authenticator.refusal(None) is auth.UNAUTHORIZED
+
+
+async def test_a_forgotten_key_is_looked_up_again_at_once() -> None:
+    store = SlowStore()
+    store.release.set()
+    authenticator = Authenticator(store)
+    assert await authenticator.resolve("good") == KEY_ID
+    store.revoked = True
+    assert await authenticator.resolve("good") == KEY_ID  # cached: CACHE_TTL_S is the bound
+    authenticator.forget({KEY_ID})
+    assert await authenticator.resolve("good") is None
+    assert authenticator.refusal("good") is auth.REVOKED
+
+
+async def test_a_lookup_in_flight_when_its_key_is_revoked_fills_no_cache() -> None:
+    store = SlowStore()
+    authenticator = Authenticator(store)
+    before = asyncio.create_task(authenticator.resolve("good"))
+    await asyncio.sleep(0.01)  # its query has read the key: not revoked yet
+    authenticator.forget({KEY_ID})  # nothing cached yet, but the lookup must not count
+    store.revoked = True
+    after = asyncio.create_task(authenticator.resolve("good"))  # a lookup of its own
+    await asyncio.sleep(0.01)
+    store.release.set()
+    assert await before == KEY_ID  # read before the revocation
+    assert await after is None
+    assert await authenticator.resolve("good") is None

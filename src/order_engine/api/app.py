@@ -16,12 +16,15 @@ from starlette.types import Receive, Scope, Send
 from order_engine import __version__
 from order_engine.api import market_routes, routes, ws
 from order_engine.api.auth import Authenticator
+from order_engine.api.docs import install_docs
 from order_engine.api.gate import Gate
 from order_engine.api.problems import ProblemError, install_problem_handlers
 from order_engine.api.rate_limits import Policies, RateLimiter, SocketSlots
+from order_engine.api.revocation import KeyRevocations
+from order_engine.api.security import PAGE_HEADERS, Headers, adding_headers, headers_for
 from order_engine.config import Settings, get_settings
-from order_engine.events import EventHub
-from order_engine.services import EXECUTE_ORDER_JOB, open_services, queue_name
+from order_engine.events import EventHub, publish_revoked
+from order_engine.services import EXECUTE_ORDER_JOB, Services, open_services, queue_name
 from order_engine.store.submissions import SubmissionBatcher
 
 log = structlog.get_logger(__name__)
@@ -31,22 +34,50 @@ STATIC_DIR = Path(__file__).with_name("static")
 class OrderEngineApp(FastAPI):
     """FastAPI, except that a plain order submission is answered before FastAPI's
     middleware and routing (routes.submit_fast); whatever it does not answer, FastAPI
-    does, exactly as before."""
+    does, exactly as before. Every HTTP response carries the security headers
+    (api/security.py)."""
+
+    # Paths whose security headers are their own (/: the dashboard; /docs).
+    page_headers: dict[str, Headers] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            security = headers_for(scope, self.page_headers)
             gate: Gate | None = getattr(self.state, "gate", None)
             if gate is not None:  # the lifespan has started
-                gated = await gate(scope, receive, send)
+                gated = await gate(scope, receive, adding_headers(send, security))
                 if gated is None:
                     return
-                receive, send = gated
+                receive, limit_headers = gated
+                if limit_headers:  # the RateLimit-Policy of the request's limit
+                    send = adding_headers(send, limit_headers)
             if scope["method"] == "POST" and scope["path"] in routes.SUBMIT_PATHS:
+                # Its answers carry the security headers themselves (cheaper than
+                # adding_headers).
                 rest = await routes.submit_fast(self.state, scope, receive, send)
                 if rest is None:
                     return
                 receive = rest
+            send = adding_headers(send, security)
         await super().__call__(scope, receive, send)
+
+
+async def _use_bootstrap_key(services: Services, settings: Settings) -> None:
+    """BOOTSTRAP_API_KEY is the bootstrap key; the ones before it are revoked, here and
+    (over Redis) on the API processes already running."""
+    outcome = await services.api_keys.use_bootstrap(settings.bootstrap_api_key or None)
+    if outcome.already_revoked:
+        log.error("BOOTSTRAP_API_KEY names a key that was revoked: it stays revoked and "
+                  "opens nothing; set a new one", key_id=str(outcome.key_id))
+    if outcome.revoked:
+        log.warning("previous bootstrap API keys revoked (BOOTSTRAP_API_KEY changed)",
+                    keys=[f"{k.id} ({k.prefix}...)" for k in outcome.revoked])
+        try:
+            await publish_revoked(services.redis, settings.redis_prefix,
+                                  [k.id for k in outcome.revoked])
+        except Exception as exc:  # noqa: BLE001 - the other processes' caches expire anyway
+            log.warning("could not announce the revocation on Redis; other API processes "
+                        "refuse the old key within the cache's lifetime", error=str(exc))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -55,9 +86,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await open_services(settings)
-        if settings.bootstrap_api_key:
-            await services.api_keys.create("bootstrap", settings.bootstrap_api_key)
+        await _use_bootstrap_key(services, settings)
         hub = EventHub(services.redis, settings.redis_prefix)
+        authenticator = Authenticator(services.api_keys)
+        hub.key_listener = KeyRevocations(authenticator, hub, services.api_keys)
         await hub.start()
         batcher = SubmissionBatcher(services.pg, services.redis, settings.redis_prefix,
                                     queue_name(settings), EXECUTE_ORDER_JOB,
@@ -65,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         batcher.start()
         app.state.batcher = batcher
         app.state.services = services
-        app.state.authenticator = authenticator = Authenticator(services.api_keys)
+        app.state.authenticator = authenticator
         limiter = RateLimiter(settings.redis_url, settings.redis_prefix)
         app.state.socket_slots = socket_slots = {
             "order": SocketSlots(services.redis, settings.redis_prefix, "ws",
@@ -97,6 +129,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Market orders for Solana swaps: routed across Raydium and Meteora, "
         "executed exactly once, streamed live over WebSocket.",
         lifespan=lifespan,
+        # Served by install_docs, from this service rather than a CDN; no ReDoc.
+        docs_url=None,
+        redoc_url=None,
     )
     install_problem_handlers(app)
     app.include_router(routes.router)
@@ -104,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ws.router)
     # The dashboard: static files, no build step (src/order_engine/api/static).
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+    app.page_headers = {"/": PAGE_HEADERS, **install_docs(app)}
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> FileResponse:

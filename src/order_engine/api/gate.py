@@ -18,9 +18,10 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from order_engine.api.auth import KEY_ID_STATE, UNAUTHORIZED, Authenticator, key_from
+from order_engine.api.auth import KEY_ID_STATE, Authenticator, key_from
 from order_engine.api.problems import problem_error_response, problem_response
 from order_engine.api.rate_limits import Policies, RateLimiter
+from order_engine.api.security import Headers as HeaderFields
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -88,10 +89,10 @@ class Gate:
         await response(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> (
-        tuple[Receive, Send] | None
+        tuple[Receive, HeaderFields] | None
     ):
-        """None when the request was answered here; else the receive and send to go on
-        with."""
+        """None when the request was answered here (on `send`); else the receive to go on
+        with, and the header fields its answer carries (the limit's RateLimit-Policy)."""
         path: str = scope["path"]
         if not path.startswith("/api/"):
             return await self._anonymous(scope, receive, send)
@@ -105,11 +106,12 @@ class Gate:
             await self._refuse(_too_large(self._max_body_bytes, path), scope, receive, send)
             return None
         try:
-            key_id = await self._authenticator.resolve(key_from(headers))
+            key = key_from(headers)
+            key_id = await self._authenticator.resolve(key)
         except Exception:  # noqa: BLE001 - the route answers it (503), as it always did
-            return receive, send
+            return receive, []
         if key_id is None:
-            response = problem_error_response(UNAUTHORIZED, path)
+            response = problem_error_response(self._authenticator.refusal(key), path)
             if has_body:
                 response.headers["Connection"] = "close"  # its body is not read: no reuse
             await self._refuse(response, scope, receive, send)
@@ -124,8 +126,6 @@ class Gate:
             await self._refuse(problem_error_response(refusal.problem(), path), scope,
                                receive, send)
             return None
-        if policy.items:
-            send = _with_header(send, policy.header_field)
         if has_body and length is None and (
             "chunked" in headers.get("transfer-encoding", "").lower()
         ):
@@ -137,30 +137,21 @@ class Gate:
                 return None
             if body is None:
                 return None
-            return replaying(body, receive), send
-        return receive, send
+            return replaying(body, receive), policy.header_fields
+        return receive, policy.header_fields
 
 
     async def _anonymous(self, scope: Scope, receive: Receive, send: Send) -> (
-        tuple[Receive, Send] | None
+        tuple[Receive, HeaderFields] | None
     ):
         """What needs no key is limited per client address."""
         policy = self._policies.anonymous
         if not policy.items:
-            return receive, send
+            return receive, []
         client = scope.get("client")
         refusal = await self._limiter.check(policy, client[0] if client else "unknown")
         if refusal is not None:
             await self._refuse(problem_error_response(refusal.problem(), scope["path"]),
                                scope, receive, send)
             return None
-        return receive, _with_header(send, policy.header_field)
-
-
-def _with_header(send: Send, field: tuple[bytes, bytes]) -> Send:
-    async def sending(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", ()), field]
-        await send(message)
-
-    return sending
+        return receive, policy.header_fields

@@ -46,7 +46,7 @@ UNCHECKED_AFTER_FAILURE_S = 5.0
 class Policy:
     """One kind of request's limits, e.g. orders: `100/second`."""
 
-    __slots__ = ("header", "header_field", "items", "name", "setting", "whose")
+    __slots__ = ("header", "header_fields", "items", "name", "setting", "whose")
 
     def __init__(self, name: str, setting: str, items: tuple[RateLimitItem, ...],
                  whose: str = "this API key's") -> None:
@@ -57,7 +57,8 @@ class Policy:
         self.header = ", ".join(f'"{self.item_id(i)}";q={item.amount};w={item.get_expiry()}'
                                 for i, item in enumerate(items))
         """The `RateLimit-Policy` field value."""
-        self.header_field = (b"ratelimit-policy", self.header.encode())
+        # What a request under this policy is answered with (none when it has no limit).
+        self.header_fields = [(b"ratelimit-policy", self.header.encode())] if items else []
 
     def item_id(self, index: int) -> str:
         """The name a limit goes by in the RateLimit fields: the policy's own for its

@@ -34,6 +34,7 @@ from order_engine.api.schemas import (
     validate_order,
     validate_trade,
 )
+from order_engine.api.security import API_HEADERS
 from order_engine.domain.amounts import format_amount
 from order_engine.domain.errors import ExecutionError
 from order_engine.domain.impact import impact_over_limit
@@ -243,6 +244,9 @@ async def submit_fast(state: State, scope: Scope, receive: Receive, send: Send) 
         response = await _submit_batched(state, api_key_id, valid)
     except Exception as exc:  # noqa: BLE001 (answered as the route's handlers would)
         response = error_response(exc, Request(scope).url.path)
+    # The security headers every answer carries, added here rather than by wrapping
+    # `send` as for other requests (app.py): a tenth of the cost on the hottest path.
+    response.raw_headers.extend(API_HEADERS)
     await response(scope, receive, send)
     return None
 

@@ -28,7 +28,7 @@ from sqlalchemy import select
 from starlette.datastructures import Headers, QueryParams
 from starlette.websockets import WebSocketState
 
-from order_engine.api.auth import Authenticator, key_from
+from order_engine.api.auth import REVOKED, Authenticator, key_from
 from order_engine.api.rate_limits import SocketSlots
 from order_engine.api.schemas import order_to_json
 from order_engine.domain.orders import OrderStatus
@@ -47,6 +47,7 @@ CLOSE_INTERNAL_ERROR = 1011
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_TOO_MANY = 4429  # as HTTP's 429, in the 4000s as 4401 and 4404 are
+REVOKED_REASON = "API key revoked"
 # An order with no live event for about this long is looked up in PostgreSQL anyway
 # (covers a publish lost while the hub was connected, which nothing else would reveal).
 QUIET_RECHECK_S = 5.0
@@ -138,7 +139,9 @@ def _handle_sockets(
             websocket.scope["headers"] = []
             key_id = await authenticator.resolve(key)
             if key_id is None:
-                await _refuse(websocket, CLOSE_UNAUTHORIZED, "invalid or missing API key")
+                revoked = authenticator.refusal(key) is REVOKED
+                await _refuse(websocket, CLOSE_UNAUTHORIZED,
+                              REVOKED_REASON if revoked else "invalid or missing API key")
                 return
             slots: SocketSlots = websocket.app.state.socket_slots[kind]
             slot = await slots.acquire(key_id)
@@ -175,6 +178,15 @@ async def _close(websocket: WebSocket, code: int, reason: str = "") -> None:
             await websocket.close(code, reason)
 
 
+async def _close_ended(websocket: WebSocket, ended: Ended | None) -> None:
+    """Close as the subscription's end says: 1001 for a shutdown, 4401 for a revoked key
+    (nothing for a client gone)."""
+    if ended is Ended.SHUTDOWN:
+        await _close(websocket, CLOSE_GOING_AWAY, "server shutting down; reconnect")
+    elif ended is Ended.KEY_REVOKED:
+        await _close(websocket, CLOSE_UNAUTHORIZED, REVOKED_REASON)
+
+
 async def _not_found(websocket: WebSocket, order_id: str) -> None:
     await websocket.send_json(
         {"type": "error", "code": "not_found", "message": f"order {order_id} not found"})
@@ -202,7 +214,8 @@ async def watch_order(websocket: WebSocket, key_id: uuid.UUID) -> None:
         return
     # Started by the first watcher: the hub cannot reach PostgreSQL by itself.
     hub.recheck_with(functools.partial(_latest_seqs, services), QUIET_RECHECK_S)
-    subscription = hub.subscribe(oid)  # before reading the history: nothing falls between
+    # Before reading the history: nothing falls between.
+    subscription = hub.subscribe(oid, owner=key_id)
     reader: asyncio.Task[None] | None = None
     try:
         history = await services.orders.events(oid)
@@ -223,8 +236,8 @@ async def watch_order(websocket: WebSocket, key_id: uuid.UUID) -> None:
                 await stream.on_live(live)
         if stream.done:
             await _close(websocket, CLOSE_NORMAL, "order reached a terminal status")
-        elif subscription.ended is Ended.SHUTDOWN:
-            await _close(websocket, CLOSE_GOING_AWAY, "server shutting down; reconnect")
+        else:
+            await _close_ended(websocket, subscription.ended)
     finally:
         await _release(subscription, reader)
 
@@ -268,8 +281,7 @@ async def watch_all_orders(websocket: WebSocket, key_id: uuid.UUID) -> None:
                 break
             for live in batch:
                 await _send(websocket, live.text)  # RESYNC: {"type": "resync"}
-        if subscription.ended is Ended.SHUTDOWN:
-            await _close(websocket, CLOSE_GOING_AWAY, "server shutting down; reconnect")
+        await _close_ended(websocket, subscription.ended)
     finally:
         await _release(subscription, reader)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -64,6 +65,8 @@ class ApiKey(Base):
         DateTime(timezone=True), server_default=func.now()
     )
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Made from BOOTSTRAP_API_KEY: revoked when the setting names another key (or none).
+    bootstrap: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
 
 class Order(Base):

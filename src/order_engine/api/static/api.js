@@ -23,15 +23,30 @@ export function clearKey() {
   }
 }
 
-/** Move `?apiKey=` from the address bar into storage, so the key does not stay in the
- * history, in bookmarks or in a link someone copies. */
-export function adoptKeyFromUrl() {
+/** Take `?apiKey=` out of the address bar, so the key does not stay in the history, in
+ * bookmarks or in a link someone copies. With no key held, it becomes the key. With
+ * another key held, it does not replace it: a link must not switch the dashboard to
+ * someone else's key (their orders would show here, and orders submitted would be
+ * theirs). Returns that other key, for the person to accept or not, else null. */
+export function takeKeyFromUrl() {
   const url = new URL(window.location.href);
-  const key = url.searchParams.get("apiKey");
-  if (key === null) return;
-  if (key.trim()) setKey(key.trim());
+  const linked = url.searchParams.get("apiKey");
+  if (linked === null) return null;
   url.searchParams.delete("apiKey");
   window.history.replaceState(null, "", url.pathname + url.search + url.hash);
+  const key = linked.trim();
+  const held = getKey();
+  if (!key || key === held) return null;
+  if (!held) {
+    setKey(key);
+    return null;
+  }
+  return key;
+}
+
+/** The first characters of a key: enough to tell two keys apart, not to use one. */
+export function keyHint(key) {
+  return `${key.slice(0, Math.min(8, Math.floor(key.length / 4)))}…`;
 }
 
 const unauthorizedListeners = new Set();
@@ -40,10 +55,15 @@ export function onUnauthorized(listener) {
   unauthorizedListeners.add(listener);
 }
 
-/** The API refused the key: forget it and tell the app (which shows the key form). */
-export function reportUnauthorized() {
+// What the API says of a revoked key: the problem's type (HTTP), the close reason (WS).
+const REVOKED_TYPE = /\/api-key-revoked$/;
+export const REVOKED_REASON = "API key revoked";
+
+/** The API refused the key (`revoked`: because it was revoked): forget it and tell the
+ * app (which shows the key form). */
+export function reportUnauthorized(revoked = false) {
   clearKey();
-  for (const listener of unauthorizedListeners) listener();
+  for (const listener of unauthorizedListeners) listener(revoked);
 }
 
 export class ApiError extends Error {
@@ -83,7 +103,7 @@ export async function api(path, { method = "GET", body, headers = {} } = {}) {
       data = { detail: text.slice(0, 300) };
     }
   }
-  if (response.status === 401) reportUnauthorized();
+  if (response.status === 401) reportUnauthorized(REVOKED_TYPE.test(data?.type ?? ""));
   if (!response.ok) throw new ApiError(response.status, data);
   return data;
 }

@@ -4,7 +4,7 @@
 // A session is one AbortController: a refused key (401, or 4401 on a socket) aborts it,
 // which stops every poll and socket at once, and the key form comes back.
 
-import { adoptKeyFromUrl, clearKey, getKey, onUnauthorized, setKey } from "./api.js";
+import { clearKey, getKey, keyHint, onUnauthorized, setKey, takeKeyFromUrl } from "./api.js";
 import { byId } from "./dom.js";
 import { startOrderForm } from "./form.js";
 import { startMarket } from "./market.js";
@@ -15,7 +15,23 @@ import { startOrdersTable } from "./table.js";
 let session = null; // AbortController of the running session
 let page = null; // AbortController of the open order page
 
+let linkedKey = null; // a key a link carried while another was held: offered, not taken
+
+/** A link carried another key than the one held: say so, and let the person choose. */
+function offerLinkedKey(key) {
+  linkedKey = key;
+  byId("key-notice-held").textContent = keyHint(getKey() ?? "");
+  byId("key-notice-linked").textContent = keyHint(key);
+  byId("key-notice").hidden = false;
+}
+
+function dropLinkedKey() {
+  linkedKey = null;
+  byId("key-notice").hidden = true;
+}
+
 function showGate(message) {
+  dropLinkedKey();
   byId("app").hidden = true;
   byId("key-gate").hidden = false;
   byId("key-message").textContent = message ?? "Enter your API key to see your orders.";
@@ -75,11 +91,12 @@ function route() {
 }
 
 function boot() {
-  adoptKeyFromUrl();
-  onUnauthorized(() => {
+  const offered = takeKeyFromUrl();
+  onUnauthorized((revoked) => {
     if (!session) return; // several requests may be refused at once; react to the first
     stopSession();
-    showGate("That API key was refused. Enter a valid key.");
+    showGate(revoked ? "That API key was revoked. Enter another key."
+      : "That API key was refused. Enter a valid key.");
   });
   byId("key-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -93,9 +110,19 @@ function boot() {
     stopSession();
     showGate();
   });
+  byId("key-notice-keep").addEventListener("click", dropLinkedKey);
+  byId("key-notice-use").addEventListener("click", () => {
+    const key = linkedKey;
+    dropLinkedKey();
+    if (!key) return;
+    setKey(key);
+    startSession();
+  });
   window.addEventListener("hashchange", route);
-  if (getKey()) startSession();
-  else showGate();
+  if (getKey()) {
+    startSession();
+    if (offered) offerLinkedKey(offered);
+  } else showGate();
 }
 
 boot();

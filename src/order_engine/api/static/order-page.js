@@ -1,7 +1,7 @@
 // The order page (#/orders/<id>): the order, and its timeline live from
 // /ws/orders/<id>, which sends the history, then live events, and closes 1000 at the end.
 
-import { api, ApiError, reportUnauthorized, wsUrl } from "./api.js";
+import { api, ApiError, REVOKED_REASON, reportUnauthorized, wsUrl } from "./api.js";
 import { h, mount, statusBadge } from "./dom.js";
 import { compareDecimals, fmtAmount, fmtDuration, fmtPrice, fmtTime, fmtTimeMs } from "./format.js";
 import { applyEvent, mergeOrder, routeVenues, TERMINAL } from "./orders.js";
@@ -94,9 +94,9 @@ export function showOrderPage(root, orderId, { signal }) {
     onMessage: (message) => {
       if (message.type === "order.status") onEvent(message);
     },
-    onClose: (code) => {
+    onClose: (code, reason) => {
       if (code === CLOSE_NOT_FOUND) showNotFound();
-      else if (code === CLOSE_UNAUTHORIZED) reportUnauthorized();
+      else if (code === CLOSE_UNAUTHORIZED) reportUnauthorized(reason === REVOKED_REASON);
       else if (code === CLOSE_NORMAL && terminalSeen()) load(); // the final record, once
     },
     // 1000 ends it only after a terminal event; 1001 (server restart) and drops reconnect,

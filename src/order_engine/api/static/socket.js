@@ -37,7 +37,7 @@ export function openSocket({ url, onMessage, onOpen, onClose, shouldReconnect = 
     };
     ws.onclose = (event) => {
       if (stopped) return;
-      onClose?.(event.code);
+      onClose?.(event.code, event.reason);
       if (!shouldReconnect(event.code)) return;
       const span = Math.min(MAX_DELAY_MS, BASE_DELAY_MS * 2 ** failures);
       failures += 1;

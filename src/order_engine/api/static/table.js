@@ -1,7 +1,7 @@
 // The live orders table, fed by the firehose WebSocket /ws/orders: a snapshot on connect,
 // then every event of every order of the key. Rows are updated in place; nothing polls.
 
-import { api, reportUnauthorized, wsUrl } from "./api.js";
+import { api, REVOKED_REASON, reportUnauthorized, wsUrl } from "./api.js";
 import { byId, h, mount, statusBadge } from "./dom.js";
 import { fmtAmount, fmtTime } from "./format.js";
 import { applyEvent, mergeOrder, routeVenues, TERMINAL } from "./orders.js";
@@ -147,8 +147,8 @@ export function startOrdersTable({ signal, onLiveState }) {
     url: () => wsUrl("/ws/orders"),
     signal,
     onOpen: () => onLiveState("live"),
-    onClose: (code) => {
-      if (code === CLOSE_UNAUTHORIZED) reportUnauthorized();
+    onClose: (code, reason) => {
+      if (code === CLOSE_UNAUTHORIZED) reportUnauthorized(reason === REVOKED_REASON);
       else onLiveState(code === 1001 ? "restarting" : "reconnecting");
     },
     shouldReconnect: (code) => code !== CLOSE_UNAUTHORIZED,
