@@ -239,6 +239,26 @@ async def test_phone_width_and_dark_mode(
         await dark.close()
 
 
+async def test_the_quote_preview_says_when_an_order_would_be_over_its_impact_limit(
+    browser: Browser, dashboard_stack: Stack
+) -> None:
+    context = await browser.new_context(viewport=DESKTOP)
+    try:
+        page = await context.new_page()
+        await open_dashboard(page, dashboard_stack)
+        await page.get_by_test_id("order-input-token").select_option("SOL")
+        await page.get_by_test_id("order-output-token").select_option("USDC")
+        impact = page.get_by_test_id("quote-preview").get_by_test_id("quote-impact")
+        await page.get_by_test_id("order-amount").fill("1.5")
+        await expect(impact).to_contain_text("%")
+        await expect(impact).not_to_contain_text("limit")
+        # A pool's worth of SOL: the order would fail on MAX_PRICE_IMPACT_BPS (5%).
+        await page.get_by_test_id("order-amount").fill("1000000")
+        await expect(impact).to_contain_text("over the 5.00% limit: an order would fail")
+    finally:
+        await context.close()
+
+
 async def test_the_key_form_without_a_key_and_after_a_refused_key(
     browser: Browser, dashboard_stack: Stack
 ) -> None:

@@ -2,7 +2,7 @@
 
 import { api, ApiError, newIdempotencyKey } from "./api.js";
 import { byId, h, mount } from "./dom.js";
-import { fmtAmount, fmtTime } from "./format.js";
+import { fmtAmount, fmtPct, fmtTime } from "./format.js";
 import { facts, impactText, quotesTable, routeView, versusBestSingle } from "./routeview.js";
 
 const QUOTE_DEBOUNCE_MS = 300;
@@ -188,7 +188,10 @@ function renderQuote(preview, q) {
     facts([
       ["Expected out", `${fmtAmount(q.expectedAmountOut)} ${out}`, { testid: "quote-expected" }],
       [`Min out (${q.slippageBps} bps)`, `${fmtAmount(q.minAmountOut)} ${out}`, { testid: "quote-min" }],
-      ["Price impact", impactText(q.priceImpactPct), { testid: "quote-impact" }],
+      ["Price impact", q.priceImpactOverLimit
+        // The order would fail before anything is sent (price_impact_too_high).
+        ? `${impactText(q.priceImpactPct)}, over the ${fmtPct(q.maxPriceImpactBps / 100)} limit: an order would fail`
+        : impactText(q.priceImpactPct), { testid: "quote-impact" }],
       ["vs single venue", versusBestSingle(q.expectedAmountOut, q.bestSingleVenue, out),
         { testid: "quote-vs-best" }],
     ]),
