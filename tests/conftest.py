@@ -32,8 +32,9 @@ def _asyncpg_url(url: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def fresh_database() -> AsyncIterator[str]:
-    """A database of its own, migrated, with the genesis market; dropped at the end."""
+async def fresh_database(revision: str = "head") -> AsyncIterator[str]:
+    """A database of its own, migrated (to `revision`; at head, with the genesis market);
+    dropped at the end."""
     admin_url = _asyncpg_url(server_database_url())
     name = unique_name("oe_test")
     admin = await asyncpg.connect(admin_url)
@@ -43,8 +44,9 @@ async def fresh_database() -> AsyncIterator[str]:
         await admin.close()
     url = with_database(admin_url, name)
     try:
-        await asyncio.to_thread(upgrade_database, url)
-        await seed_chain(Settings(_env_file=None, database_url=url))
+        await asyncio.to_thread(upgrade_database, url, revision)
+        if revision == "head":
+            await seed_chain(Settings(_env_file=None, database_url=url))
         yield url
     finally:
         admin = await asyncpg.connect(admin_url)

@@ -24,9 +24,9 @@ from order_engine.api import auth
 from order_engine.config import Settings
 from order_engine.embedded import free_port
 from order_engine.keys import generate_key, hash_key
-from order_engine.migrate import seed_chain, upgrade_database
+from order_engine.migrate import upgrade_database
+from tests.conftest import fresh_database
 from tests.processes import env_for, terminate, wait_until_ready
-from tests.servers import server_database_url, unique_name, with_database
 from tests.stack import Stack, running_stack
 
 # How soon every API process refuses a revoked key when the revocation is announced on
@@ -173,34 +173,11 @@ async def test_after_a_redis_reconnect_revocations_missed_meanwhile_take_effect(
 # --- the bootstrap key ------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def _database(revision: str = "head") -> AsyncIterator[str]:
-    """A database of its own, migrated up to `revision`; dropped after."""
-    admin_url = server_database_url().replace("postgresql+asyncpg://", "postgresql://", 1)
-    name = unique_name("oe_keys")
-    admin = await asyncpg.connect(admin_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = with_database(admin_url, name)
-    try:
-        await asyncio.to_thread(upgrade_database, url, revision)
-        yield url
-    finally:
-        admin = await asyncpg.connect(admin_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-
 @pytest.fixture
 async def own_database() -> AsyncIterator[str]:
     """These tests revoke bootstrap keys, which in the shared database would take the key
     of every other test."""
-    async with _database() as url:
-        await seed_chain(Settings(_env_file=None, database_url=url))
+    async with fresh_database() as url:
         yield url
 
 
@@ -288,7 +265,7 @@ async def test_a_short_bootstrap_key_is_refused_at_startup_with_a_clear_message(
 
 async def test_the_migration_marks_bootstrap_keys_and_revokes_the_one_compose_shipped(
 ) -> None:
-    async with _database("0006") as url:
+    async with fresh_database("0006") as url:
         conn = await asyncpg.connect(url)
         try:
             insert = ("INSERT INTO api_keys (id, name, key_hash, key_prefix) "
