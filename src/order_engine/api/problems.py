@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from redis.exceptions import RedisError
+from sqlalchemy.exc import ProgrammingError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -103,7 +105,16 @@ def problem_error_response(exc: ProblemError, path: str) -> Response:
                             errors=exc.errors, headers=exc.headers, instance=path)
 
 
+# A statement PostgreSQL refuses as written (a syntax error, an undefined column, a missing
+# privilege): a bug or a database not migrated, not an outage. A 503 with Retry-After
+# would have clients retry it forever; it is a 500, logged with its traceback.
+_STATEMENT_ERRORS: tuple[type[Exception], ...] = (ProgrammingError,
+                                                  asyncpg.SyntaxOrAccessError)
+
+
 def unavailable_response(exc: Exception, path: str) -> Response:
+    if isinstance(exc, _STATEMENT_ERRORS):
+        return unexpected_response(path)
     log.warning("dependency unavailable", path=path, error=f"{type(exc).__name__}: {exc}")
     return problem_response(503, "Service unavailable", "a backing service (PostgreSQL "
                             "or Redis) did not answer; retry shortly (with the same "
