@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from order_engine.bench.load import _read_response
+from order_engine.bench.load import read_response
 from order_engine.bench.stats import percentile
 from order_engine.store.api_keys import hash_key
 from order_engine.store.db import to_libpq_url
@@ -134,7 +134,7 @@ async def _get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host:
     request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n\r\n")
     began = time.perf_counter()
     writer.write(request.encode())
-    status, _ = await _read_response(reader)
+    status, _, _ = await read_response(reader)
     return status, (time.perf_counter() - began) * 1000
 
 

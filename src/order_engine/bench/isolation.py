@@ -32,7 +32,7 @@ import orjson
 import websockets
 
 from order_engine.api.server import allow_many_sockets
-from order_engine.bench.load import order_request
+from order_engine.bench.load import order_request, read_response
 from order_engine.bench.stats import percentile
 from order_engine.bench.ws import resident_bytes
 
@@ -82,21 +82,10 @@ class _Http:
         reader, writer = self._streams
         try:
             writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
+            status, body, close = await read_response(reader)
         except (ConnectionError, asyncio.IncompleteReadError):
             self.close()
             raise
-        lines = head.split(b"\r\n")
-        status = int(lines[0].split(b" ", 2)[1])
-        length, close = 0, False
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"connection" and value.strip().lower() == b"close":
-                close = True
-        body = await reader.readexactly(length) if length else b""
         if close:
             self.close()
         return status, body

@@ -62,16 +62,20 @@ def order_request(host: str, key: str, index: int) -> bytes:
     return head.encode() + body
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """A response's status and body, and whether the server closes the connection."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     status = int(lines[0].split(b" ", 2)[1])
-    length = 0
+    length, close = 0, False
     for line in lines[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
+        name = name.strip().lower()
+        if name == b"content-length":
             length = int(value)
-    return status, await reader.readexactly(length) if length else b""
+        elif name == b"connection" and value.strip().lower() == b"close":
+            close = True
+    return status, await reader.readexactly(length) if length else b"", close
 
 
 async def post_orders(
@@ -114,7 +118,7 @@ async def post_orders(
                     await asyncio.sleep(started + (index - 1) / rate - time.perf_counter())
                 sent = time.perf_counter()
                 writer.write(order_request(f"{host}:{port}", key, index))
-                status, body = await _read_response(reader)
+                status, body, _ = await read_response(reader)
                 result.latencies_ms.append((time.perf_counter() - sent) * 1000)
                 result.requests += 1
                 if status == 201:
