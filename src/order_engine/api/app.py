@@ -45,7 +45,7 @@ class OrderEngineApp(FastAPI):
             security = headers_for(scope, self.page_headers)
             gate: Gate | None = getattr(self.state, "gate", None)
             if gate is not None:  # the lifespan has started
-                gated = await gate(scope, receive, adding_headers(send, security))
+                gated = await gate(scope, receive, send, security)
                 if gated is None:
                     return
                 receive, limit_headers = gated

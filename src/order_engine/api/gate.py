@@ -80,22 +80,23 @@ class Gate:
         self._refusal_delay_s = refusal_delay_s
 
     async def _refuse(self, response: Response, scope: Scope, receive: Receive,
-                      send: Send) -> None:
+                      send: Send, security: HeaderFields) -> None:
         """Answer a refusal after REFUSAL_DELAY_S: a client that sends again as soon as it
         is answered is held to one refusal per delay per connection, and a waiting
         request costs next to nothing. Answered at once, a flood of refusals on 16
         connections took most of a core, and another key's p50 went from 6 to 45 ms."""
         await asyncio.sleep(self._refusal_delay_s)
+        response.raw_headers.extend(security)
         await response(scope, receive, send)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> (
-        tuple[Receive, HeaderFields] | None
-    ):
-        """None when the request was answered here (on `send`); else the receive to go on
-        with, and the header fields its answer carries (the limit's RateLimit-Policy)."""
+    async def __call__(self, scope: Scope, receive: Receive, send: Send,
+                       security: HeaderFields) -> tuple[Receive, HeaderFields] | None:
+        """None when the request was answered here (on `send`, with the `security`
+        headers); else the receive to go on with, and the header fields its answer
+        carries (the limit's RateLimit-Policy)."""
         path: str = scope["path"]
         if not path.startswith("/api/"):
-            return await self._anonymous(scope, receive, send)
+            return await self._anonymous(scope, receive, send, security)
         method: str = scope["method"]
         has_body = method in BODY_METHODS
         headers = Headers(scope=scope)
@@ -103,7 +104,8 @@ class Gate:
         if has_body and length is not None and length.isdigit() and (
             int(length) > self._max_body_bytes
         ):
-            await self._refuse(_too_large(self._max_body_bytes, path), scope, receive, send)
+            await self._refuse(_too_large(self._max_body_bytes, path), scope, receive, send,
+                               security)
             return None
         try:
             key = key_from(headers)
@@ -114,7 +116,7 @@ class Gate:
             response = problem_error_response(self._authenticator.refusal(key), path)
             if has_body:
                 response.headers["Connection"] = "close"  # its body is not read: no reuse
-            await self._refuse(response, scope, receive, send)
+            await self._refuse(response, scope, receive, send, security)
             return None
         # The request's own state (uvicorn gives each request a copy): the fast submit
         # path and the routes take the key from here rather than resolve it again.
@@ -124,7 +126,7 @@ class Gate:
         if refusal is not None:
             # The body, if any, is within the size limit: the server discards it.
             await self._refuse(problem_error_response(refusal.problem(), path), scope,
-                               receive, send)
+                               receive, send, security)
             return None
         if has_body and length is None and (
             "chunked" in headers.get("transfer-encoding", "").lower()
@@ -133,7 +135,7 @@ class Gate:
                 body = await read_body(receive, self._max_body_bytes)
             except BodyTooLarge:
                 await self._refuse(_too_large(self._max_body_bytes, path), scope, receive,
-                                   send)
+                                   send, security)
                 return None
             if body is None:
                 return None
@@ -141,9 +143,8 @@ class Gate:
         return receive, policy.header_fields
 
 
-    async def _anonymous(self, scope: Scope, receive: Receive, send: Send) -> (
-        tuple[Receive, HeaderFields] | None
-    ):
+    async def _anonymous(self, scope: Scope, receive: Receive, send: Send,
+                         security: HeaderFields) -> tuple[Receive, HeaderFields] | None:
         """What needs no key is limited per client address."""
         policy = self._policies.anonymous
         if not policy.items:
@@ -152,6 +153,6 @@ class Gate:
         refusal = await self._limiter.check(policy, client[0] if client else "unknown")
         if refusal is not None:
             await self._refuse(problem_error_response(refusal.problem(), scope["path"]),
-                               scope, receive, send)
+                               scope, receive, send, security)
             return None
         return receive, policy.header_fields
